@@ -1,0 +1,124 @@
+#include "plg_fs.h"
+
+#include "plg_util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *plg_fs_dirname(const char *path)
+{
+  const char *slash = strrchr(path, '/');
+  if (slash == NULL)
+    return xstrdup(".");
+  if (slash == path)
+    return xstrdup("/");
+  return xstrndup(path, (size_t)(slash - path));
+}
+
+int plg_fs_mkdir_p(const char *path, mode_t mode, plg_error_t *err)
+{
+  cleanup_free char *copy = xstrdup(path);
+  for (char *p = copy + 1; *p != '\0'; p++) {
+    if (*p != '/')
+      continue;
+    *p = '\0';
+    if (mkdir(copy, mode) < 0 && errno != EEXIST)
+      return plg_error_make(err, errno, "cannot create directory \"%s\"", copy);
+    *p = '/';
+  }
+  if (mkdir(copy, mode) < 0 && errno != EEXIST)
+    return plg_error_make(err, errno, "cannot create directory \"%s\"", copy);
+  struct stat st;
+  if (stat(copy, &st) < 0)
+    return plg_error_make(err, errno, "cannot stat \"%s\"", copy);
+  if (!S_ISDIR(st.st_mode))
+    return plg_error_make(err, ENOTDIR, "\"%s\" exists and is not a directory", copy);
+  return 0;
+}
+
+static int write_all_fd(int fd, const char *data, size_t len)
+{
+  while (len > 0) {
+    ssize_t n = write(fd, data, len);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return -1;
+    data += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+static int fsync_dir(const char *path, plg_error_t *err)
+{
+  cleanup_free char *dir = plg_fs_dirname(path);
+  cleanup_close int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || fsync(fd) < 0)
+    return plg_error_make(err, errno, "cannot sync directory \"%s\"", dir);
+  return 0;
+}
+
+int plg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, plg_error_t *err)
+{
+  cleanup_free char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0)
+    return plg_error_make(err, errno, "cannot create \"%s\"", tmp);
+  if (write_all_fd(fd, data, len) < 0 || fsync(fd) < 0) {
+    int saved = errno;
+    close(fd);
+    unlink(tmp);
+    return plg_error_make(err, saved, "cannot write \"%s\"", tmp);
+  }
+  if (close(fd) < 0) {
+    int saved = errno;
+    unlink(tmp);
+    return plg_error_make(err, saved, "cannot write \"%s\"", tmp);
+  }
+  if (rename(tmp, path) < 0) {
+    int saved = errno;
+    unlink(tmp);
+    return plg_error_make(err, saved, "cannot replace \"%s\"", path);
+  }
+  return fsync_dir(path, err);
+}
+
+int plg_fs_read_file(const char *path, size_t max, char **data, size_t *len, plg_error_t *err)
+{
+  cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return plg_error_make(err, errno, "cannot open \"%s\"", path);
+  size_t cap = 4096, used = 0;
+  cleanup_free char *buf = xmalloc(cap + 1);
+  for (;;) {
+    if (used > max)
+      return plg_error_make(err, EFBIG, "\"%s\" is larger than %zu bytes", path, max);
+    if (used == cap) {
+      /* one byte past MAX tells a file of exactly MAX bytes from a larger one */
+      cap = cap * 2 > max + 1 ? max + 1 : cap * 2;
+      buf = xrealloc(buf, cap + 1);
+    }
+    ssize_t n = read(fd, buf + used, cap - used);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      return plg_error_make(err, errno, "cannot read \"%s\"", path);
+    if (n == 0)
+      break;
+    used += (size_t)n;
+  }
+  if (used > max)
+    return plg_error_make(err, EFBIG, "\"%s\" is larger than %zu bytes", path, max);
+  buf[used] = '\0';
+  *data = buf;
+  buf = NULL;
+  if (len != NULL)
+    *len = used;
+  return 0;
+}

@@ -1,0 +1,24 @@
+/* File-system helpers shared by both plugins: directories, and state files written atomically. */
+#ifndef PLG_FS_H
+#define PLG_FS_H
+
+#include "plg_error.h"
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* The directory part of PATH ("." when it has none); the caller frees it. */
+char *plg_fs_dirname(const char *path);
+
+/* mkdir -p: creates PATH and its missing parents with MODE; existing directories are fine. */
+int plg_fs_mkdir_p(const char *path, mode_t mode, plg_error_t *err);
+
+/* Replaces PATH with DATA so that a crash leaves either the old or the new content, never a
+ * torn file: write a temporary sibling, fsync it, rename it over PATH, fsync the directory. */
+int plg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, plg_error_t *err);
+
+/* Reads a whole file of at most MAX bytes into a NUL-terminated buffer the caller frees.
+ * Returns -1 with errno ENOENT in the error when the file does not exist. */
+int plg_fs_read_file(const char *path, size_t max, char **data, size_t *len, plg_error_t *err);
+
+#endif

@@ -1,0 +1,32 @@
+/* Levelled logging. Info and debug lines go to stdout and warnings and errors to stderr, because
+ * dockerd records a plugin's stdout at level info and its stderr at level error; every line is
+ * mirrored to a file when one is configured. Logging never changes errno. */
+#ifndef PLG_LOG_H
+#define PLG_LOG_H
+
+#include "plg_error.h"
+
+#include <stdbool.h>
+
+enum plg_log_level { PLG_LOG_ERROR, PLG_LOG_WARN, PLG_LOG_INFO, PLG_LOG_DEBUG };
+
+void plg_log_init(const char *program);
+void plg_log_set_debug(bool on);
+bool plg_log_debug_enabled(void);
+
+/* Appends every line to PATH as well (created 0640 with its directory). */
+int plg_log_open_file(const char *path, plg_error_t *err);
+void plg_log_close(void);
+
+void plg_log(enum plg_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define plg_error(...) plg_log(PLG_LOG_ERROR, __VA_ARGS__)
+#define plg_warn(...) plg_log(PLG_LOG_WARN, __VA_ARGS__)
+#define plg_info(...) plg_log(PLG_LOG_INFO, __VA_ARGS__)
+#define plg_debug(...)                                                                                       \
+  do {                                                                                                       \
+    if (plg_log_debug_enabled())                                                                             \
+      plg_log(PLG_LOG_DEBUG, __VA_ARGS__);                                                                   \
+  } while (0)
+
+#endif

@@ -1,0 +1,95 @@
+#include "plg_util.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Out of memory is not recoverable in a plugin that answers dockerd: abort loudly instead of
+ * threading allocation failures through every caller. */
+static void out_of_memory(size_t size)
+{
+  fprintf(stderr, "fatal: out of memory allocating %zu bytes\n", size);
+  abort();
+}
+
+void *xmalloc(size_t size)
+{
+  void *p = malloc(size ? size : 1);
+  if (p == NULL)
+    out_of_memory(size);
+  return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (p == NULL)
+    out_of_memory(n * size);
+  return p;
+}
+
+void *xrealloc(void *ptr, size_t size)
+{
+  void *p = realloc(ptr, size ? size : 1);
+  if (p == NULL)
+    out_of_memory(size);
+  return p;
+}
+
+char *xstrdup(const char *s)
+{
+  char *p = strdup(s);
+  if (p == NULL)
+    out_of_memory(strlen(s) + 1);
+  return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+  char *p = strndup(s, n);
+  if (p == NULL)
+    out_of_memory(n + 1);
+  return p;
+}
+
+char *xvasprintf(const char *fmt, va_list ap)
+{
+  char *p = NULL;
+  if (vasprintf(&p, fmt, ap) < 0)
+    out_of_memory(strlen(fmt));
+  return p;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  char *p = xvasprintf(fmt, ap);
+  va_end(ap);
+  return p;
+}
+
+int64_t plg_now_ms(void)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void plg_cleanup_freep(void *p)
+{
+  void **pp = p;
+  free(*pp);
+}
+
+void plg_cleanup_closep(int *fd)
+{
+  if (*fd >= 0) {
+    int saved = errno;
+    close(*fd);
+    errno = saved;
+  }
+}
