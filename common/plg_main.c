@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 /* Docker gives a stopping plugin 10 s before SIGKILL; leave room for the shutdown hook. */
@@ -77,38 +76,25 @@ static int common_settings(plg_error_t *err)
   return 0;
 }
 
-/* Signals are taken synchronously by the main thread; every other thread inherits the mask. */
+/* Signals are taken synchronously by the main thread; every other thread inherits the mask.
+ * Children are reaped by plg_proc's reaper thread, not here. */
 static void block_signals(sigset_t *set)
 {
   sigemptyset(set);
   sigaddset(set, SIGTERM);
   sigaddset(set, SIGINT);
   sigaddset(set, SIGHUP);
-  sigaddset(set, SIGCHLD);
   pthread_sigmask(SIG_BLOCK, set, NULL);
   signal(SIGPIPE, SIG_IGN);
 }
 
-static void reap_all(void)
-{
-  while (waitpid(-1, NULL, WNOHANG) > 0)
-    ;
-}
-
-static void wait_for_stop(const struct plg_plugin *p, void *ctx, const sigset_t *set)
+static void wait_for_stop(const sigset_t *set)
 {
   for (;;) {
     siginfo_t info;
     int sig = sigwaitinfo(set, &info);
     if (sig < 0)
       continue; /* EINTR */
-    if (sig == SIGCHLD) {
-      if (p->on_child_exit != NULL)
-        p->on_child_exit(ctx);
-      else
-        reap_all();
-      continue;
-    }
     if (sig == SIGHUP)
       continue;
     plg_info("received %s, stopping", strsignal(sig));
@@ -140,7 +126,7 @@ static int serve(const struct plg_plugin *p, const char *socket_path, const sigs
     return 1;
   }
   plg_info("listening on %s", socket_path);
-  wait_for_stop(p, ctx, set);
+  wait_for_stop(set);
   plg_server_stop(srv, SHUTDOWN_GRACE_MS);
   unlink(socket_path);
   if (p->shutdown != NULL)

@@ -15,8 +15,6 @@ struct plg_plugin {
   int (*init)(void **ctx, plg_error_t *err);
   /* Called after the server stopped: release children, mounts, connections. */
   void (*shutdown)(void *ctx);
-  /* Called on SIGCHLD; without it every exited child is reaped (we may be PID 1). */
-  void (*on_child_exit)(void *ctx);
 };
 
 /* Runs the plugin until SIGTERM or SIGINT; returns the process exit status. */

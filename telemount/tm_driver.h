@@ -4,7 +4,7 @@
 
 #include "plg_server.h"
 
-#define TM_N_ROUTES 2
+#define TM_N_ROUTES 8
 extern const struct plg_route tm_routes[TM_N_ROUTES];
 
 int tm_init(void **ctx, plg_error_t *err);

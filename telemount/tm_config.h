@@ -1,0 +1,24 @@
+/* telemount's settings, read once at start from the environment. */
+#ifndef TM_CONFIG_H
+#define TM_CONFIG_H
+
+#include "plg_error.h"
+
+#include <stdint.h>
+
+struct tm_config {
+  const char *mount_root;     /* MOUNT_ROOT: where sshfs mounts; the plugin's propagatedmount */
+  const char *state_dir;      /* STATE_DIR: where the volume table is kept */
+  const char *sshfs;          /* SSHFS: the program */
+  int64_t linger_ms;          /* DISCONNECTED_LINGER_TIME */
+  int64_t ping_timeout_ms;    /* HOST_PING_TIMEOUT */
+  int64_t connect_timeout_ms; /* CONNECT_TIMEOUT */
+  int64_t mount_timeout_ms;   /* MOUNT_TIMEOUT */
+  int64_t health_interval_ms; /* HEALTH_CHECK_INTERVAL, 0 = off */
+  int64_t health_timeout_ms;  /* HEALTH_CHECK_TIMEOUT */
+  int max_conns;              /* SSHFS_MAX_CONNS */
+};
+
+int tm_config_load(struct tm_config *cfg, plg_error_t *err);
+
+#endif

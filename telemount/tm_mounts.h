@@ -1,0 +1,37 @@
+/* The sshfs mounts: one per host, port and read-only flag, shared by all volumes of that
+ * export. Started lazily, watched while they run (sshfs's exit and output, and a bounded check
+ * through the mount), torn down at once when the connection is lost, restarted on demand. */
+#ifndef TM_MOUNTS_H
+#define TM_MOUNTS_H
+
+#include "plg_error.h"
+#include "tm_config.h"
+#include "tm_options.h"
+
+#include <jansson.h>
+
+struct tm_mounts;
+
+struct tm_mounts *tm_mounts_new(const struct tm_config *cfg);
+/* Stops every sshfs and the watchdog. */
+void tm_mounts_free(struct tm_mounts *m);
+
+/* Makes sure the export of O is mounted, starting sshfs when needed, and returns the volume's
+ * mountpoint once the remote directory is reachable. Fails with the address and the cause. */
+int tm_mounts_ensure(struct tm_mounts *m, const struct tm_opts *o, char **mountpoint, plg_error_t *err);
+
+/* True when the export of O (host, port) is in use with the other read-only flag. */
+bool tm_mounts_conflict(struct tm_mounts *m, const struct tm_opts *o);
+
+/* The last volume of O's export is gone: stop its sshfs and remove the plugin's own empty
+ * directories (never recursively, never while anything is mounted there). */
+void tm_mounts_release(struct tm_mounts *m, const struct tm_opts *o);
+
+/* The volume's mountpoint path (whether or not it is mounted now). */
+char *tm_mounts_volume_path(struct tm_mounts *m, const struct tm_opts *o);
+/* True when the export of O is mounted right now. */
+bool tm_mounts_is_up(struct tm_mounts *m, const struct tm_opts *o);
+/* Adds "state" (idle, mounting, mounted, disconnected, error) and "error" to STATUS. */
+void tm_mounts_status(struct tm_mounts *m, const struct tm_opts *o, json_t *status);
+
+#endif

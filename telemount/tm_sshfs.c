@@ -1,0 +1,372 @@
+#include "tm_sshfs.h"
+
+#include "plg_log.h"
+#include "plg_proc.h"
+#include "plg_util.h"
+#include "tm_mountinfo.h"
+#include "tm_options.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define TAIL_LINES 6
+#define STOP_GRACE_MS 2000
+#define UNMOUNT_TIMEOUT_MS 5000
+
+struct tm_sshfs {
+  pid_t pid;
+  char *mountpoint;
+  int stderr_fd;
+  int exit_event; /* eventfd: readable once sshfs has exited */
+  pthread_t reader;
+  bool reader_started;
+  pthread_mutex_t lock;
+  pthread_cond_t exited_cond;
+  char *tail[TAIL_LINES];
+  size_t n_lines;
+  bool exited;
+  int wait_status;
+  bool lost_reported;
+  tm_sshfs_lost_fn on_lost;
+  void *on_lost_arg;
+};
+
+static void push_arg(char ***argv, size_t *n, char *arg)
+{
+  *argv = xrealloc(*argv, (*n + 2) * sizeof **argv);
+  (*argv)[(*n)++] = arg;
+  (*argv)[*n] = NULL;
+}
+
+char **tm_sshfs_argv(const struct tm_sshfs_params *p)
+{
+  char **argv = NULL;
+  size_t n = 0;
+  bool slave = p->addr->family == AF_INET6;
+  push_arg(&argv, &n, xstrdup(p->sshfs));
+  push_arg(&argv, &n, xstrdup("-f"));
+  /* allow_other rather than the reference's allow_root: containers often run as other users */
+  const char *common[] = {"follow_symlinks", "auto_unmount", "allow_other"};
+  for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
+    push_arg(&argv, &n, xstrdup("-o"));
+    push_arg(&argv, &n, xstrdup(common[i]));
+  }
+  if (p->ro) {
+    push_arg(&argv, &n, xstrdup("-o"));
+    push_arg(&argv, &n, xstrdup("ro"));
+  }
+  push_arg(&argv, &n, xstrdup("-o"));
+  push_arg(&argv, &n, slave ? xstrdup("slave") : xasprintf("directport=%d", p->port));
+  if (!slave && p->max_conns > 1) {
+    push_arg(&argv, &n, xstrdup("-o"));
+    push_arg(&argv, &n, xasprintf("max_conns=%d", p->max_conns));
+  }
+  /* In slave mode the host part is only a label: the socket is already connected. */
+  push_arg(&argv, &n, xasprintf("%s:" TM_EXPORT_ROOT, slave ? "localhost" : p->addr->text));
+  push_arg(&argv, &n, xstrdup(p->mountpoint));
+  return argv;
+}
+
+static void report_lost(struct tm_sshfs *s, const char *why)
+{
+  pthread_mutex_lock(&s->lock);
+  bool first = !s->lost_reported;
+  s->lost_reported = true;
+  pthread_mutex_unlock(&s->lock);
+  if (first && s->on_lost != NULL)
+    s->on_lost(s->on_lost_arg, why);
+}
+
+static void remember_line(struct tm_sshfs *s, const char *line)
+{
+  pthread_mutex_lock(&s->lock);
+  if (s->n_lines == TAIL_LINES) {
+    free(s->tail[0]);
+    memmove(&s->tail[0], &s->tail[1], (TAIL_LINES - 1) * sizeof s->tail[0]);
+    s->n_lines--;
+  }
+  s->tail[s->n_lines++] = xstrdup(line);
+  pthread_mutex_unlock(&s->lock);
+}
+
+/* sshfs says when the server went away before it exits; knowing it early lets the plugin
+ * unmount at once instead of leaving readers on a dead mount. */
+static void *read_stderr(void *arg)
+{
+  struct tm_sshfs *s = arg;
+  FILE *fp = fdopen(s->stderr_fd, "r");
+  if (fp == NULL)
+    return NULL;
+  char *line = NULL;
+  size_t cap = 0;
+  ssize_t len;
+  while ((len = getline(&line, &cap, fp)) > 0) {
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+      line[--len] = '\0';
+    if (len == 0)
+      continue;
+    plg_info("sshfs %s: %s", s->mountpoint, line);
+    remember_line(s, line);
+    if (strstr(line, "remote host has disconnected") != NULL || strstr(line, "failed to connect") != NULL ||
+        strstr(line, "Connection reset") != NULL)
+      report_lost(s, line);
+  }
+  free(line);
+  fclose(fp); /* closes stderr_fd */
+  return NULL;
+}
+
+/* Runs on plg_proc's reaper thread. Setting EXITED is its last touch of S: whoever frees S waits
+ * for that flag, so nothing here may come after the unlock. */
+static void on_exit_cb(void *arg, pid_t pid, int wait_status)
+{
+  (void)pid;
+  struct tm_sshfs *s = arg;
+  cleanup_free char *how = plg_proc_describe_status(wait_status);
+  cleanup_free char *why = xasprintf("sshfs %s", how);
+  report_lost(s, why);
+  uint64_t one = 1;
+  ssize_t n = write(s->exit_event, &one, sizeof one);
+  (void)n;
+  pthread_mutex_lock(&s->lock);
+  s->wait_status = wait_status;
+  s->exited = true;
+  pthread_cond_broadcast(&s->exited_cond);
+  pthread_mutex_unlock(&s->lock);
+}
+
+char *tm_sshfs_stderr_tail(struct tm_sshfs *s)
+{
+  pthread_mutex_lock(&s->lock);
+  size_t total = 1;
+  for (size_t i = 0; i < s->n_lines; i++)
+    total += strlen(s->tail[i]) + 2;
+  char *out = xcalloc(1, total);
+  for (size_t i = 0; i < s->n_lines; i++) {
+    if (i > 0)
+      strcat(out, "; ");
+    strcat(out, s->tail[i]);
+  }
+  pthread_mutex_unlock(&s->lock);
+  return out;
+}
+
+pid_t tm_sshfs_pid(const struct tm_sshfs *s)
+{
+  return s->pid;
+}
+
+static void sshfs_free(struct tm_sshfs *s)
+{
+  for (size_t i = 0; i < s->n_lines; i++)
+    free(s->tail[i]);
+  if (s->exit_event >= 0)
+    close(s->exit_event);
+  pthread_cond_destroy(&s->exited_cond);
+  pthread_mutex_destroy(&s->lock);
+  free(s->mountpoint);
+  free(s);
+}
+
+static bool has_exited(struct tm_sshfs *s)
+{
+  pthread_mutex_lock(&s->lock);
+  bool e = s->exited;
+  pthread_mutex_unlock(&s->lock);
+  return e;
+}
+
+/* The kernel tells when its mount table changes (POLLPRI on mountinfo), so readiness is seen
+ * the moment sshfs mounts, which it does only after its SFTP session is up. */
+static int wait_mounted(struct tm_sshfs *s, int timeout_ms, plg_error_t *err)
+{
+  int64_t deadline = plg_now_ms() + timeout_ms;
+  cleanup_close int mi = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+  for (;;) {
+    char fstype[64] = "";
+    if (tm_is_mounted(s->mountpoint, fstype, sizeof fstype) && strncmp(fstype, "fuse", 4) == 0)
+      return 0;
+    if (has_exited(s)) {
+      cleanup_free char *how = plg_proc_describe_status(s->wait_status);
+      cleanup_free char *tail = tm_sshfs_stderr_tail(s);
+      return plg_error_make(err, 0, "sshfs %s before mounting%s%s", how, *tail ? ": " : "", tail);
+    }
+    int64_t left = deadline - plg_now_ms();
+    if (left <= 0) {
+      cleanup_free char *tail = tm_sshfs_stderr_tail(s);
+      return plg_error_make(err, 0, "sshfs did not mount within %d ms%s%s", timeout_ms, *tail ? ": " : "",
+                            tail);
+    }
+    struct pollfd fds[2] = {{.fd = mi, .events = POLLPRI}, {.fd = s->exit_event, .events = POLLIN}};
+    /* the 50 ms cap covers a kernel without mountinfo events; normally poll wakes at once */
+    poll(fds, 2, left < 50 ? (int)left : 50);
+  }
+}
+
+static int spawn(struct tm_sshfs *s, const struct tm_sshfs_params *p, plg_error_t *err)
+{
+  int pipefd[2];
+  if (pipe2(pipefd, O_CLOEXEC) < 0)
+    return plg_error_make(err, errno, "cannot create a pipe for sshfs");
+  char **argv = tm_sshfs_argv(p);
+  struct plg_proc_opts opts = PLG_PROC_OPTS_DEFAULT;
+  opts.stdin_fd = p->slave_fd;
+  opts.stdout_fd = p->slave_fd;
+  opts.stderr_fd = pipefd[1];
+  opts.on_exit = on_exit_cb;
+  opts.on_exit_arg = s;
+  if (plg_log_debug_enabled()) {
+    cleanup_free char *joined = xstrdup("");
+    for (char **a = argv; *a != NULL; a++) {
+      char *next = xasprintf("%s%s%s", joined, *joined ? " " : "", *a);
+      free(joined);
+      joined = next;
+    }
+    plg_debug("starting %s", joined);
+  }
+  s->pid = plg_proc_spawn((const char *const *)argv, &opts, err);
+  tm_strv_free(argv);
+  close(pipefd[1]);
+  if (s->pid < 0) {
+    close(pipefd[0]);
+    return -1;
+  }
+  plg_proc_forget(s->pid); /* its end is learnt through on_exit_cb, never by waiting */
+  s->stderr_fd = pipefd[0];
+  if (pthread_create(&s->reader, NULL, read_stderr, s) == 0)
+    s->reader_started = true;
+  else
+    close(s->stderr_fd);
+  return 0;
+}
+
+int tm_sshfs_start(const struct tm_sshfs_params *p, int timeout_ms, tm_sshfs_lost_fn on_lost, void *arg,
+                   struct tm_sshfs **out, plg_error_t *err)
+{
+  struct tm_sshfs *s = xcalloc(1, sizeof *s);
+  s->mountpoint = xstrdup(p->mountpoint);
+  s->stderr_fd = -1;
+  s->pid = -1;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_condattr_t attr;
+  pthread_condattr_init(&attr);
+  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->exited_cond, &attr);
+  pthread_condattr_destroy(&attr);
+  s->exit_event = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (s->exit_event < 0) {
+    int saved = errno;
+    sshfs_free(s);
+    return plg_error_make(err, saved, "cannot create an eventfd");
+  }
+  if (spawn(s, p, err) < 0) {
+    sshfs_free(s);
+    return -1;
+  }
+  if (wait_mounted(s, timeout_ms, err) < 0) {
+    s->lost_reported = true; /* the caller handles this failure; no separate loss report */
+    tm_sshfs_stop(s);
+    return -1;
+  }
+  /* Only now may losses be reported: before, the caller learns of them from the error. */
+  pthread_mutex_lock(&s->lock);
+  s->on_lost = on_lost;
+  s->on_lost_arg = arg;
+  bool already = s->lost_reported || s->exited;
+  pthread_mutex_unlock(&s->lock);
+  if (already && on_lost != NULL)
+    on_lost(arg, "sshfs stopped right after mounting");
+  *out = s;
+  return 0;
+}
+
+static bool wait_exit(struct tm_sshfs *s, int timeout_ms)
+{
+  struct timespec deadline;
+  clock_gettime(CLOCK_MONOTONIC, &deadline);
+  deadline.tv_sec += timeout_ms / 1000;
+  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+  if (deadline.tv_nsec >= 1000000000L) {
+    deadline.tv_sec++;
+    deadline.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&s->lock);
+  while (!s->exited)
+    if (pthread_cond_timedwait(&s->exited_cond, &s->lock, &deadline) == ETIMEDOUT)
+      break;
+  bool exited = s->exited;
+  pthread_mutex_unlock(&s->lock);
+  return exited;
+}
+
+void tm_sshfs_kill(struct tm_sshfs *s)
+{
+  if (!has_exited(s))
+    plg_proc_kill(s->pid, SIGKILL);
+}
+
+void tm_sshfs_stop(struct tm_sshfs *s)
+{
+  if (s == NULL)
+    return;
+  if (s->pid > 0 && !has_exited(s)) {
+    plg_proc_kill(s->pid, SIGTERM);
+    if (!wait_exit(s, STOP_GRACE_MS)) {
+      plg_warn("sshfs (pid %d) ignored SIGTERM; killing it", (int)s->pid);
+      plg_proc_kill(s->pid, SIGKILL);
+      if (!wait_exit(s, STOP_GRACE_MS)) {
+        /* its exit callback may still come: S must outlive it, so it is left allocated */
+        plg_error("sshfs (pid %d) survived SIGKILL; leaving it to the reaper", (int)s->pid);
+        return;
+      }
+    }
+  }
+  plg_error_t err = NULL;
+  if (tm_unmount(s->mountpoint, &err) < 0) {
+    plg_warn("%s", err->msg);
+    plg_error_release(&err);
+  }
+  if (s->reader_started)
+    pthread_join(s->reader, NULL);
+  sshfs_free(s);
+}
+
+static bool run_fusermount(const char *flags, const char *path, char **output)
+{
+  const char *argv[] = {"fusermount3", flags, "--", path, NULL};
+  int status = 0;
+  plg_error_t err = NULL;
+  int rc = plg_proc_run(argv, UNMOUNT_TIMEOUT_MS, output, &status, &err);
+  if (rc < 0) {
+    free(*output);
+    *output = xstrdup(err->msg);
+    plg_error_release(&err);
+    return false;
+  }
+  return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+int tm_unmount(const char *path, plg_error_t *err)
+{
+  if (!tm_is_mounted(path, NULL, 0))
+    return 0;
+  cleanup_free char *out = NULL;
+  if (!run_fusermount("-u", path, &out)) {
+    free(out);
+    out = NULL;
+    run_fusermount("-uz", path, &out); /* busy: detach now, the kernel finishes when readers leave */
+  }
+  if (tm_is_mounted(path, NULL, 0))
+    return plg_error_make(err, 0, "cannot unmount %s: %s", path, out ? out : "still mounted");
+  return 0;
+}

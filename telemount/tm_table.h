@@ -1,0 +1,50 @@
+/* The volume table: what users created, with the mount IDs Docker holds on each volume, and its
+ * persistence. Docker forgets a volume the moment its plugin does, so this table is saved on every
+ * change and never loses an entry it cannot read: a damaged file is moved aside, not ignored. */
+#ifndef TM_TABLE_H
+#define TM_TABLE_H
+
+#include "plg_error.h"
+#include "tm_options.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+struct tm_volume {
+  char *name;
+  struct tm_opts opts;
+  char *created_at; /* RFC 3339, UTC */
+  char **ids;       /* Mount IDs not yet unmounted (a set) */
+  size_t n_ids;
+};
+
+struct tm_table {
+  struct tm_volume **vols;
+  size_t n;
+  size_t cap;
+};
+
+void tm_table_init(struct tm_table *t);
+void tm_table_clear(struct tm_table *t);
+
+struct tm_volume *tm_table_find(const struct tm_table *t, const char *name);
+/* Takes ownership of a copy of OPTS; CREATED_AT NULL means now. */
+struct tm_volume *tm_table_add(struct tm_table *t, const char *name, const struct tm_opts *opts,
+                               const char *created_at);
+void tm_table_remove(struct tm_table *t, const char *name);
+
+/* Set semantics: adding a present ID or removing an absent one changes nothing. */
+bool tm_volume_add_id(struct tm_volume *v, const char *id);
+bool tm_volume_remove_id(struct tm_volume *v, const char *id);
+
+json_t *tm_table_to_json(const struct tm_table *t);
+/* Every entry is validated again, as if Docker had sent it: a hand-edited file cannot smuggle in
+ * what Create would refuse. Invalid entries are reported in ERR and the whole load fails. */
+int tm_table_from_json(json_t *j, struct tm_table *t, plg_error_t *err);
+
+int tm_table_save(const struct tm_table *t, const char *path, plg_error_t *err);
+/* A missing file is an empty table. An unreadable or invalid one is renamed to
+ * "<path>.corrupt-<unix time>", logged, and the table starts empty (never fatal). */
+void tm_table_load(struct tm_table *t, const char *path);
+
+#endif

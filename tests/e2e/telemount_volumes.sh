@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# telemount against the real Docker engine and a real SFTP export (sftp-server on TCP):
+# reads, writes, read-only volumes, one sshfs per export, every bad option, a killed and a
+# frozen server, a plugin restart, and 20 containers mounting at once.
+set -euo pipefail
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+: "${BUILD_DIR:?BUILD_DIR must name the build directory}" "${SOURCE_DIR:?}"
+image=teleplug-test/busybox:latest
+peer=$SOURCE_DIR/tests/peers/sftp-export
+
+work=$(mktemp -d /tmp/tm-e2e.XXXXXX)
+on_exit rm -rf "$work"
+mkdir -p "$work/export/echo-easy/var/run/secrets/kubernetes.io/serviceaccount" "$work/export/echo-easy/config"
+echo "token-$$" >"$work/export/echo-easy/var/run/secrets/kubernetes.io/serviceaccount/token"
+echo "greeting=hello" >"$work/export/echo-easy/config/app.conf"
+chmod -R a+rwX "$work/export"
+
+start_peer() { # start_peer STATE [PORT]
+  mkdir -p "$1"
+  if (($# > 1)); then "$peer" start "$work/export" "$1" --port "$2"; else "$peer" start "$work/export" "$1"; fi
+}
+port=$(start_peer "$work/peer1")
+on_exit "$peer" stop "$work/peer1"
+port2=$(start_peer "$work/peer2")
+on_exit "$peer" stop "$work/peer2"
+
+tm=$(e2e_name telemount)
+plugin_install_local "$tm" "$BUILD_DIR/plugins/telemount" DEBUG=true LOG_FILE=/var/log/telemount.log \
+  HEALTH_CHECK_INTERVAL=2s HEALTH_CHECK_TIMEOUT=2s
+log=$(plugin_file "$tm" /var/log/telemount.log)
+on_exit sh -c "echo '--- plugin log (tail)'; tail -n 40 '$log'"
+
+volumes=()
+new_volume() { # new_volume NAME OPT... : creates it and registers its removal
+  local name=$1
+  shift
+  local args=()
+  for o in "$@"; do args+=(-o "$o"); done
+  docker volume create -d "$tm" "${args[@]}" "$name" >/dev/null || fail "creating $name ($*) failed"
+  volumes+=("$name")
+  on_exit docker volume rm -f "$name"
+}
+sshfs_count() { pgrep -c -f -- "-o directport=$1 " || true; }
+
+# --- read, write, read-only
+v1=$(e2e_name tm-secrets)
+new_volume "$v1" container=echo-easy port="$port" host=127.0.0.1 dir=var/run/secrets/kubernetes.io
+got=$(with_deadline 60 docker run --rm -v "$v1:/secrets" "$image" cat /secrets/serviceaccount/token)
+[ "$got" = "token-$$" ] || fail "read through the volume gave '$got'"
+pass "a container reads the pod's file through the volume"
+
+v2=$(e2e_name tm-rw)
+new_volume "$v2" container=echo-easy port="$port" host=127.0.0.1
+with_deadline 60 docker run --rm -v "$v2:/app" "$image" sh -c 'echo written-by-container >/app/config/new.txt'
+[ "$(cat "$work/export/echo-easy/config/new.txt")" = written-by-container ] || fail "the write did not reach the export"
+pass "a write through a writable volume reaches the export"
+
+[ "$(sshfs_count "$port")" = 1 ] || fail "two volumes of one export should share one sshfs: $(pgrep -a sshfs)"
+pass "two volumes of one export share one sshfs"
+
+v3=$(e2e_name tm-ro)
+new_volume "$v3" container=echo-easy port="$port2" host=127.0.0.1 ro=true
+if with_deadline 60 docker run --rm -v "$v3:/app" "$image" sh -c 'echo x >/app/config/ro.txt' 2>/dev/null; then
+  fail "a write to a read-only volume succeeded"
+fi
+[ ! -e "$work/export/echo-easy/config/ro.txt" ] || fail "a read-only volume changed the export"
+got=$(with_deadline 60 docker run --rm -v "$v3:/app" "$image" cat /app/config/app.conf)
+[ "$got" = greeting=hello ] || fail "read-only volume read gave '$got'"
+expect_fail_with "cannot be mounted read-only and writable at once" \
+  docker volume create -d "$tm" -o container=echo-easy -o port="$port2" -o host=127.0.0.1 "$(e2e_name tm-conflict)"
+pass "a read-only volume refuses writes; mixing ro and rw on one export is refused"
+
+info=$(docker volume inspect "$v1")
+for want in '"host": "127.0.0.1"' "\"port\": $port" '"remoteDir": "/tel_app_exports/echo-easy/var/run/secrets/kubernetes.io"' '"state": "mounted"'; do
+  [[ $info == *"$want"* ]] || fail "docker volume inspect lacks $want: $info"
+done
+pass "docker volume inspect shows host, port, remoteDir and state"
+
+# --- bad options: refused with the option named, and nothing is left behind
+before=$(docker volume ls -q | sort)
+bad() { # bad MESSAGE OPT...
+  local msg=$1
+  shift
+  local args=()
+  for o in "$@"; do args+=(-o "$o"); done
+  expect_fail_with "$msg" docker volume create -d "$tm" "${args[@]}" "$(e2e_name tm-bad)" >/dev/null
+}
+bad 'option "container" is required' port="$port"
+bad 'option "port" is required' container=echo-easy
+bad 'option "port": "70000" is not a port number' container=echo-easy port=70000
+bad 'option "ro": "maybe" is not a boolean' container=echo-easy port="$port" ro=maybe
+bad 'unknown option "ssh_command"' container=echo-easy port="$port" ssh_command=sh
+bad 'option "container"' container=../.. port="$port"
+bad 'option "dir"' container=echo-easy dir=../../.. port="$port"
+bad 'option "host"' container=echo-easy port="$port" host=-oProxyCommand=sh
+bad '/tel_app_exports/no-such-container does not exist' container=no-such-container port="$port" host=127.0.0.1
+free_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bad "cannot connect to 127.0.0.1:$free_port: Connection refused" container=echo-easy port="$free_port" host=127.0.0.1
+expect_fail_with 'volume name' docker volume create -d "$tm" -o container=echo-easy -o port="$port" ".bad-name" >/dev/null
+after=$(docker volume ls -q | sort)
+[ "$before" = "$after" ] || fail "a refused create left a volume behind: $(comm -13 <(echo "$before") <(echo "$after"))"
+pass "every bad option is refused with its name, leaving no volume"
+
+# --- removing the last volume of an export stops its sshfs
+docker volume rm "$v1" "$v2" >/dev/null
+[ "$(sshfs_count "$port")" = 0 ] || fail "sshfs of port $port still runs after its last volume went: $(pgrep -a sshfs)"
+[ "$(cat "$work/export/echo-easy/var/run/secrets/kubernetes.io/serviceaccount/token")" = "token-$$" ] ||
+  fail "removing volumes changed the export"
+pass "removing the last volume stops its sshfs and leaves the export intact"
+
+# --- a server that dies, and one that freezes: readers get an error, never hang
+v4=$(e2e_name tm-outage)
+new_volume "$v4" container=echo-easy port="$port" host=127.0.0.1
+reader=$(e2e_name tm-reader)
+docker run -d --name "$reader" -v "$v4:/app" "$image" sleep 600 >/dev/null
+on_exit docker rm -f "$reader"
+docker exec "$reader" cat /app/config/app.conf >/dev/null || fail "the long-running container cannot read"
+"$peer" stop "$work/peer1" >/dev/null
+rc=0
+with_deadline 60 docker exec "$reader" cat /app/config/app.conf >/dev/null 2>&1 || rc=$?
+((rc != 0 && rc != 124 && rc != 137)) || fail "a read after the server died gave exit $rc (0 = stale success, 124 = hang)"
+start_peer "$work/peer1" "$port" >/dev/null
+got=$(with_deadline 60 docker run --rm -v "$v4:/app" "$image" cat /app/config/app.conf)
+[ "$got" = greeting=hello ] || fail "after the server came back a new container read '$got'"
+pass "a killed server gives readers an error; a new container reads again once it is back"
+
+docker rm -f "$reader" >/dev/null
+docker run -d --name "$reader" -v "$v4:/app" "$image" sleep 600 >/dev/null
+docker exec "$reader" cat /app/config/app.conf >/dev/null || fail "cannot read before the freeze"
+# a file the mount has never seen, so no cache can answer for the frozen server
+echo fresh >"$work/export/echo-easy/config/fresh.txt"
+"$peer" freeze "$work/peer1"
+rc=0
+with_deadline 60 docker exec "$reader" cat /app/config/fresh.txt >/dev/null 2>&1 || rc=$?
+state=$(docker volume inspect -f '{{.Status.state}}' "$v4")
+"$peer" thaw "$work/peer1"
+((rc != 0 && rc != 124 && rc != 137)) || fail "a read from a frozen server gave exit $rc (124 = it hung)"
+[ "$state" = disconnected ] || fail "the frozen server was not noticed: state $state"
+got=$(with_deadline 60 docker run --rm -v "$v4:/app" "$image" cat /app/config/app.conf)
+[ "$got" = greeting=hello ] || fail "after the thaw a new container read '$got'"
+docker rm -f "$reader" >/dev/null
+pass "a frozen server is detected: readers get an error, and the volume works again after"
+
+# --- the volumes outlive a plugin restart
+with_deadline 30 docker plugin disable -f "$tm" >/dev/null
+with_deadline 30 docker plugin enable "$tm" >/dev/null
+docker volume ls -q | grep -qx "$v4" || fail "$v4 is gone after the plugin restarted"
+got=$(with_deadline 60 docker run --rm -v "$v4:/app" "$image" cat /app/config/app.conf)
+[ "$got" = greeting=hello ] || fail "after a plugin restart a new container read '$got'"
+pass "volumes survive docker plugin disable -f / enable"
+
+# --- 20 containers mounting 20 volumes at once
+many=()
+for i in $(seq 1 20); do
+  v=$(e2e_name "tm-many$i")
+  new_volume "$v" container=echo-easy port="$port" host=127.0.0.1 dir=config
+  many+=("$v")
+done
+pids=()
+for i in "${!many[@]}"; do
+  with_deadline 180 docker run --rm -v "${many[$i]}:/c" "$image" cat /c/app.conf >"$work/out.$i" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for i in "${!pids[@]}"; do
+  wait "${pids[$i]}" || { failed=$((failed + 1)); echo "container $i: $(cat "$work/out.$i")" >&2; }
+done
+((failed == 0)) || fail "$failed of 20 concurrent containers failed"
+grep -L greeting=hello "$work"/out.* | grep -q . && fail "some containers read the wrong content"
+[ "$(sshfs_count "$port")" = 1 ] || fail "20 volumes of one export should share one sshfs"
+pass "20 containers mount 20 volumes concurrently"

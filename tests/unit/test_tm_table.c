@@ -1,0 +1,164 @@
+/* The volume table: set semantics of mount IDs, the state file round trip, and what happens to a
+ * damaged file (moved aside, never fatal, never half-loaded). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "plg_fs.h"
+#include "plg_json.h"
+#include "plg_log.h"
+#include "plg_util.h"
+#include "test_http.h"
+#include "tm_table.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void opts(struct tm_opts *o, const char *json)
+{
+  cleanup_json json_t *j = json_loads(json, 0, NULL);
+  plg_error_t err = NULL;
+  assert_int_equal(tm_opts_parse(j, o, &err), 0);
+}
+
+static void mount_ids_are_a_set(void **state)
+{
+  (void)state;
+  struct tm_table t;
+  tm_table_init(&t);
+  struct tm_opts o;
+  opts(&o, "{\"container\":\"c\",\"port\":\"1\"}");
+  struct tm_volume *v = tm_table_add(&t, "v1", &o, NULL);
+  tm_opts_clear(&o);
+  assert_true(tm_volume_add_id(v, "a"));
+  assert_false(tm_volume_add_id(v, "a"));
+  assert_true(tm_volume_add_id(v, "b"));
+  assert_int_equal(v->n_ids, 2);
+  assert_true(tm_volume_remove_id(v, "a"));
+  assert_false(tm_volume_remove_id(v, "a"));
+  assert_int_equal(v->n_ids, 1);
+  assert_string_equal(v->ids[0], "b");
+  assert_non_null(tm_table_find(&t, "v1"));
+  tm_table_remove(&t, "v1");
+  assert_null(tm_table_find(&t, "v1"));
+  tm_table_clear(&t);
+}
+
+static void the_table_survives_a_save_and_load(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/state/volumes.json", dir);
+  struct tm_table t;
+  tm_table_init(&t);
+  struct tm_opts o;
+  opts(&o, "{\"container\":\"echo\",\"port\":\"34439\",\"host\":\"::1\",\"dir\":\"a/b\",\"ro\":\"1\"}");
+  struct tm_volume *v = tm_table_add(&t, "v1", &o, "2026-11-22T18:27:07Z");
+  tm_volume_add_id(v, "abc");
+  tm_opts_clear(&o);
+  opts(&o, "{\"container\":\"other\",\"port\":\"1\"}");
+  tm_table_add(&t, "v2", &o, NULL);
+  tm_opts_clear(&o);
+  plg_error_t err = NULL;
+  assert_int_equal(tm_table_save(&t, path, &err), 0);
+
+  struct tm_table u;
+  tm_table_load(&u, path);
+  assert_int_equal(u.n, 2);
+  struct tm_volume *w = tm_table_find(&u, "v1");
+  assert_non_null(w);
+  assert_true(tm_opts_equal(&w->opts, &t.vols[0]->opts));
+  assert_int_equal(w->opts.host_kind, TM_HOST_IPV6);
+  assert_string_equal(w->created_at, "2026-11-22T18:27:07Z");
+  assert_int_equal(w->n_ids, 1);
+  assert_string_equal(w->ids[0], "abc");
+  assert_non_null(tm_table_find(&u, "v2"));
+  tm_table_clear(&t);
+  tm_table_clear(&u);
+  unlink(path);
+  cleanup_free char *sd = xasprintf("%s/state", dir);
+  rmdir(sd);
+  rmdir(dir);
+}
+
+static void a_missing_file_is_an_empty_table(void **state)
+{
+  (void)state;
+  struct tm_table t;
+  tm_table_load(&t, "/nonexistent/telemount/volumes.json");
+  assert_int_equal(t.n, 0);
+}
+
+/* Writes TEXT as the state file, loads it, and checks that the table is empty and the file was
+ * moved aside (so that nothing is lost and the next save does not overwrite the evidence). */
+static void expect_moved_aside(const char *text)
+{
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/volumes.json", dir);
+  plg_error_t err = NULL;
+  assert_int_equal(plg_fs_write_atomic(path, text, strlen(text), 0600, &err), 0);
+  struct tm_table t;
+  tm_table_load(&t, path);
+  assert_int_equal(t.n, 0);
+  assert_int_equal(access(path, F_OK), -1);
+  DIR *d = opendir(dir);
+  struct dirent *e;
+  int aside = 0;
+  while ((e = readdir(d)) != NULL) {
+    if (strncmp(e->d_name, "volumes.json.corrupt-", 21) == 0) {
+      aside++;
+      cleanup_free char *p = xasprintf("%s/%s", dir, e->d_name);
+      char *back;
+      assert_int_equal(plg_fs_read_file(p, 1 << 20, &back, NULL, &err), 0);
+      assert_string_equal(back, text);
+      free(back);
+      unlink(p);
+    }
+  }
+  closedir(d);
+  assert_int_equal(aside, 1);
+  rmdir(dir);
+}
+
+static void a_damaged_file_is_moved_aside_not_fatal(void **state)
+{
+  (void)state;
+  expect_moved_aside("{\"version\":1,\"volumes\":[");                   /* truncated */
+  expect_moved_aside("\x00\x01garbage");                                /* not JSON */
+  expect_moved_aside("{\"version\":99,\"volumes\":[]}");                /* unknown version */
+  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"v\"}]}"); /* fields missing */
+}
+
+static void a_tampered_entry_is_validated_like_a_create(void **state)
+{
+  (void)state;
+  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
+                     "{\"container\":\"../..\",\"port\":\"1\"}}]}");
+  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"../v\",\"created_at\":\"x\",\"options\":"
+                     "{\"container\":\"c\",\"port\":\"1\"}}]}");
+  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
+                     "{\"container\":\"c\",\"port\":\"1\",\"host\":\"-oProxyCommand=x\"}}]}");
+  expect_moved_aside(
+      "{\"version\":1,\"volumes\":[{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
+      "{\"container\":\"c\",\"port\":\"1\"}},{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
+      "{\"container\":\"c\",\"port\":\"1\"}}]}");
+}
+
+int main(void)
+{
+  plg_log_init("test");
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(mount_ids_are_a_set),
+      cmocka_unit_test(the_table_survives_a_save_and_load),
+      cmocka_unit_test(a_missing_file_is_an_empty_table),
+      cmocka_unit_test(a_damaged_file_is_moved_aside_not_fatal),
+      cmocka_unit_test(a_tampered_entry_is_validated_like_a_create),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
