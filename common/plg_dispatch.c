@@ -123,7 +123,10 @@ static void call_handler(const struct plg_service *svc, const struct plg_route *
       json_decref(reply);
     const char *msg = err != NULL ? err->msg : "internal error: handler failed without a reason";
     int status = err != NULL ? err->status : 500;
-    plg_warn("%s failed: %s", route->call, msg);
+    if (status == 404)
+      plg_debug("%s: %s", route->call, msg);
+    else
+      plg_warn("%s failed: %s", route->call, msg);
     respond_error(resp, status, msg);
     plg_error_release(&err);
     return;

@@ -51,6 +51,15 @@ int plg_error_bad_request(plg_error_t *err, const char *fmt, ...)
   return -1;
 }
 
+int plg_error_not_found(plg_error_t *err, const char *fmt, ...)
+{
+  va_list ap;
+  va_start(ap, fmt);
+  error_set(err, 404, 0, fmt, ap);
+  va_end(ap);
+  return -1;
+}
+
 int plg_error_wrap(plg_error_t *err, const char *fmt, ...)
 {
   if (err == NULL || *err == NULL)

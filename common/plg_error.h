@@ -4,7 +4,7 @@
 #define PLG_ERROR_H
 
 struct plg_error {
-  int status; /* HTTP status the error maps to at the boundary (400 bad request, 500 otherwise) */
+  int status; /* HTTP status at the boundary: 400 bad request, 404 not found, 500 otherwise */
   int errno_; /* errno behind the failure, 0 when none */
   char *msg;
 };
@@ -16,6 +16,10 @@ int plg_error_make(plg_error_t *err, int errno_, const char *fmt, ...) __attribu
 
 /* Same, for a fault in the request itself (HTTP 400). */
 int plg_error_bad_request(plg_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Same, for something the request names that does not exist (HTTP 404): an expected answer,
+ * Docker asks Get for every name before it creates it, so it is not logged as a failure. */
+int plg_error_not_found(plg_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Prefixes context to an existing error: "<context>: <previous message>". Returns -1. */
 int plg_error_wrap(plg_error_t *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -57,7 +57,7 @@ static int lookup_opts(struct tm_ctx *c, const char *name, struct tm_opts *o, pl
     tm_opts_copy(o, &v->opts);
   pthread_mutex_unlock(&c->lock);
   if (v == NULL)
-    return plg_error_make(err, 0, "no such volume: \"%s\"", name);
+    return plg_error_not_found(err, "no such volume: \"%s\"", name);
   return 0;
 }
 
@@ -164,7 +164,7 @@ static int handle_remove(void *ctx, json_t *req, json_t **reply, plg_error_t *er
   struct tm_volume *v = tm_table_find(&c->table, name);
   if (v == NULL) {
     pthread_mutex_unlock(&c->lock);
-    return plg_error_make(err, 0, "no such volume: \"%s\"", name);
+    return plg_error_not_found(err, "no such volume: \"%s\"", name);
   }
   if (v->n_ids > 0)
     plg_warn("removing volume %s with %zu mount(s) Docker never unmounted", name, v->n_ids);
@@ -219,7 +219,7 @@ static int handle_unmount(void *ctx, json_t *req, json_t **reply, plg_error_t *e
   struct tm_volume *v = tm_table_find(&c->table, name);
   int rc = 0;
   if (v == NULL)
-    rc = plg_error_make(err, 0, "no such volume: \"%s\"", name);
+    rc = plg_error_not_found(err, "no such volume: \"%s\"", name);
   else if (tm_volume_remove_id(v, id))
     rc = save_locked(c, err);
   pthread_mutex_unlock(&c->lock);
@@ -269,7 +269,7 @@ static int handle_get(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
     *reply = plg_json_pack("{s:o}", "Volume", volume_json_locked(c, v, true));
   pthread_mutex_unlock(&c->lock);
   if (v == NULL)
-    return plg_error_make(err, 0, "no such volume: \"%s\"", name);
+    return plg_error_not_found(err, "no such volume: \"%s\"", name);
   return 0;
 }
 

@@ -70,6 +70,27 @@ expect_fail_with "cannot be mounted read-only and writable at once" \
   docker volume create -d "$tm" -o container=echo-easy -o port="$port2" -o host=127.0.0.1 "$(e2e_name tm-conflict)"
 pass "a read-only volume refuses writes; mixing ro and rw on one export is refused"
 
+# IPv6: Debian's sshfs cannot use directport with IPv6, so the plugin dials and uses slave mode
+port6=$(mkdir -p "$work/peer6" && "$peer" start "$work/export" "$work/peer6" --bind ::1)
+on_exit "$peer" stop "$work/peer6"
+v6=$(e2e_name tm-ipv6)
+new_volume "$v6" container=echo-easy port="$port6" host=::1 dir=config
+got=$(with_deadline 60 docker run --rm -v "$v6:/c" "$image" cat /c/app.conf)
+[ "$got" = greeting=hello ] || fail "read through an IPv6 volume gave '$got'"
+pgrep -f -- "-o slave localhost:/tel_app_exports" >/dev/null || fail "the IPv6 mount does not use slave mode"
+docker volume rm "$v6" >/dev/null
+pass "an IPv6 host is mounted through a socket the plugin dialled (slave mode)"
+
+# Docker skips Create when Get knows the name, so ask the plugin directly
+sock=$(plugin_socket "$tm" telemount.sock)
+reply=$(curl -sS --max-time 30 --unix-socket "$sock" -X POST http://plugin/VolumeDriver.Create \
+  -d "{\"Name\":\"$v1\",\"Opts\":{\"container\":\"echo-easy\",\"port\":\"$port\",\"host\":\"127.0.0.1\"}}")
+[[ $reply == *"already exists with other options"* ]] || fail "a create with other options answered: $reply"
+reply=$(curl -sS --max-time 30 --unix-socket "$sock" -X POST http://plugin/VolumeDriver.Create \
+  -d "{\"Name\":\"$v1\",\"Opts\":{\"container\":\"echo-easy\",\"port\":\"$port\",\"host\":\"127.0.0.1\",\"dir\":\"var/run/secrets/kubernetes.io\"}}")
+[ "$reply" = "{}" ] || fail "a repeated create with the same options answered: $reply"
+pass "create is idempotent with the same options and refused with others"
+
 info=$(docker volume inspect "$v1")
 for want in '"host": "127.0.0.1"' "\"port\": $port" '"remoteDir": "/tel_app_exports/echo-easy/var/run/secrets/kubernetes.io"' '"state": "mounted"'; do
   [[ $info == *"$want"* ]] || fail "docker volume inspect lacks $want: $info"

@@ -69,6 +69,14 @@ static int silent_failure(void *ctx, json_t *req, json_t **reply, plg_error_t *e
   return -1;
 }
 
+static int missing(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+{
+  (void)ctx;
+  (void)req;
+  (void)reply;
+  return plg_error_not_found(err, "no such volume: \"%s\"", "v9");
+}
+
 static int no_reply(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
 {
   (void)ctx;
@@ -82,7 +90,7 @@ static const struct plg_route routes[] = {
     {"Test.Echo", echo, false},          {"Test.Fail", failing, false},
     {"Test.Name", need_name, false},     {"Test.NoBody", count_keys, true},
     {"Test.BadReply", bad_reply, false}, {"Test.Silent", silent_failure, false},
-    {"Test.Nothing", no_reply, false},
+    {"Test.Nothing", no_reply, false},   {"Test.Missing", missing, false},
 };
 static const struct plg_service svc = {"TestDriver", routes, sizeof routes / sizeof routes[0], NULL};
 
@@ -249,6 +257,28 @@ static void a_handler_error_is_500_with_its_message(void **state)
   assert_err_contains(r, "volume \"v1\" broke");
 }
 
+static void a_missing_object_is_404_and_not_logged_as_a_failure(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/plugin.log", dir);
+  plg_error_t err = NULL;
+  assert_int_equal(plg_log_open_file(path, &err), 0);
+  int status;
+  cleanup_json json_t *r = call("POST", "/Test.Missing", "{}", &status);
+  assert_int_equal(status, 404);
+  cleanup_json json_t *r2 = call("POST", "/Test.Fail", "{}", &status);
+  plg_log_close();
+  assert_err_contains(r, "no such volume: \"v9\"");
+  char *text;
+  assert_int_equal(plg_fs_read_file(path, 1 << 20, &text, NULL, &err), 0);
+  assert_null(strstr(text, "v9"));
+  assert_non_null(strstr(text, "warn: Test.Fail failed"));
+  free(text);
+  unlink(path);
+  rmdir(dir);
+}
+
 static void a_missing_field_is_400_naming_it(void **state)
 {
   (void)state;
@@ -350,6 +380,7 @@ int main(void)
       cmocka_unit_test(an_empty_body_is_an_empty_object_where_none_is_needed),
       cmocka_unit_test(a_body_over_the_limit_is_413),
       cmocka_unit_test(a_handler_error_is_500_with_its_message),
+      cmocka_unit_test(a_missing_object_is_404_and_not_logged_as_a_failure),
       cmocka_unit_test(a_missing_field_is_400_naming_it),
       cmocka_unit_test(a_field_of_the_wrong_type_is_400_naming_it),
       cmocka_unit_test(a_handler_that_returns_no_reply_answers_an_empty_object),
