@@ -1,5 +1,6 @@
 #include "tm_net.h"
 
+#include "plg_net.h"
 #include "plg_util.h"
 
 #include <arpa/inet.h>
@@ -115,33 +116,9 @@ static int wait_fd(int fd, short events, int64_t deadline)
 
 int tm_net_connect(const struct tm_addr *addr, int timeout_ms, plg_error_t *err)
 {
-  int port = ntohs(addr->family == AF_INET ? ((const struct sockaddr_in *)&addr->sa)->sin_port
-                                           : ((const struct sockaddr_in6 *)&addr->sa)->sin6_port);
-  const char *fmt = addr->family == AF_INET6 ? "[%s]:%d" : "%s:%d";
   char where[96];
-  snprintf(where, sizeof where, fmt, addr->text, port);
-  cleanup_close int fd = socket(addr->family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0)
-    return plg_error_make(err, errno, "cannot create a socket for %s", where);
-  int64_t deadline = plg_now_ms() + timeout_ms;
-  if (connect(fd, (const struct sockaddr *)&addr->sa, addr->len) < 0) {
-    if (errno != EINPROGRESS)
-      return plg_error_make(err, errno, "cannot connect to %s", where);
-    if (wait_fd(fd, POLLOUT, deadline) == 0)
-      return plg_error_make(err, 0, "cannot connect to %s: no answer within %d ms", where, timeout_ms);
-    int soerr = 0;
-    socklen_t len = sizeof soerr;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &len);
-    if (soerr != 0)
-      return plg_error_make(err, soerr, "cannot connect to %s", where);
-  }
-  /* back to blocking: sshfs expects an ordinary socket */
-  int flags = fcntl(fd, F_GETFL);
-  if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
-    return plg_error_make(err, errno, "cannot configure the socket for %s", where);
-  int ret = fd;
-  fd = -1;
-  return ret;
+  plg_net_format((const struct sockaddr *)&addr->sa, where, sizeof where);
+  return plg_net_connect((const struct sockaddr *)&addr->sa, addr->len, timeout_ms, false, where, err);
 }
 
 static int send_all(int fd, const unsigned char *buf, size_t len, int64_t deadline)

@@ -4,7 +4,7 @@
 
 #include "plg_server.h"
 
-#define TR_N_ROUTES 1
+#define TR_N_ROUTES 14
 extern const struct plg_route tr_routes[TR_N_ROUTES];
 
 int tr_init(void **ctx, plg_error_t *err);

@@ -1,0 +1,78 @@
+#include "tr_options.h"
+
+#include "plg_settings.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const known = "host, port, pid";
+
+static int parse_host(const char *value, struct tr_net_opts *o, plg_error_t *err)
+{
+  unsigned char addr[16];
+  char bare[64];
+  size_t n = strlen(value);
+  if (n >= 2 && n < sizeof bare && value[0] == '[' && value[n - 1] == ']') {
+    memcpy(bare, value + 1, n - 2);
+    bare[n - 2] = '\0';
+  } else if (n < sizeof bare) {
+    strcpy(bare, value);
+  } else {
+    bare[0] = '\0';
+  }
+  int family = inet_pton(AF_INET, bare, addr) == 1    ? AF_INET
+               : inet_pton(AF_INET6, bare, addr) == 1 ? AF_INET6
+                                                      : 0;
+  if (family == 0)
+    return plg_error_bad_request(err,
+                                 "option \"host\": \"%.64s\" is not an IPv4 or IPv6 address (the daemon "
+                                 "container's address)",
+                                 value);
+  inet_ntop(family, addr, o->host, sizeof o->host);
+  return 0;
+}
+
+static int parse_one(const char *key, const char *value, struct tr_net_opts *o, plg_error_t *err)
+{
+  int64_t v;
+  plg_error_t inner = NULL;
+  if (strcmp(key, "host") == 0)
+    return parse_host(value, o, err);
+  if (strcmp(key, "port") == 0) {
+    if (plg_parse_int(value, 1, 65535, &v, &inner) < 0 || value[0] == '+' || value[0] == '-') {
+      plg_error_release(&inner);
+      return plg_error_bad_request(err, "option \"port\": \"%.32s\" is not a port number (1-65535)", value);
+    }
+    o->port = (int)v;
+    return 0;
+  }
+  if (strcmp(key, "pid") == 0) {
+    if (plg_parse_int(value, 1, 4194304, &v, &inner) < 0 || value[0] == '+' || value[0] == '-') {
+      plg_error_release(&inner);
+      return plg_error_bad_request(err, "option \"pid\": \"%.32s\" is not a process id", value);
+    }
+    o->pid = v;
+    return 0;
+  }
+  return plg_error_bad_request(err, "unknown option \"%.64s\" (valid options: %s)", key, known);
+}
+
+int tr_net_opts_parse(json_t *generic, struct tr_net_opts *o, plg_error_t *err)
+{
+  memset(o, 0, sizeof *o);
+  o->port = TR_DEFAULT_PORT;
+  const char *key;
+  json_t *value;
+  json_object_foreach(generic, key, value)
+  {
+    if (!json_is_string(value))
+      return plg_error_bad_request(err, "option \"%.64s\" must be a string", key);
+    if (parse_one(key, json_string_value(value), o, err) < 0)
+      return -1;
+  }
+  if (o->host[0] == '\0')
+    return plg_error_bad_request(err, "option \"host\" is required: the daemon container's IP address "
+                                      "(-o host=172.17.0.2)");
+  return 0;
+}

@@ -1,0 +1,185 @@
+/* Live route refresh. Docker installs a container's routes once, at Join, but the cluster's
+ * subnets change during a session (a new node brings a new pod subnet). Every
+ * ROUTE_REFRESH_INTERVAL each joined endpoint asks the daemon again (Join has no side effects)
+ * and its container's routes are brought in line: new ones added, vanished ones deleted, nothing
+ * else touched. One endpoint's failure is logged and retried next round; it never stops others. */
+#include "plg_log.h"
+#include "plg_util.h"
+#include "tr_ctx.h"
+#include "tr_netlink.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct job {
+  char ep_id[TR_ID_MAX + 1];
+  char *netns;
+  struct tr_session *session;
+  struct tr_prefix pools[TR_MAX_POOLS];
+  size_t n_pools;
+  struct tr_prefix addr4, addr6;
+  struct tr_route *current;
+  size_t n_current;
+  struct job *next;
+};
+
+static struct job *collect_jobs(struct tr_ctx *c)
+{
+  struct job *jobs = NULL;
+  pthread_mutex_lock(&c->lock);
+  for (struct tr_endpoint *e = c->table.endpoints; e != NULL; e = e->next) {
+    struct tr_network *n = tr_table_network(&c->table, e->network_id);
+    if (!e->joined || e->daemon || e->sandbox_key == NULL || n == NULL)
+      continue;
+    struct job *j = xcalloc(1, sizeof *j);
+    memcpy(j->ep_id, e->id, sizeof j->ep_id);
+    j->netns = xstrdup(e->sandbox_key);
+    j->session = tr_ctx_session_locked(c, n);
+    memcpy(j->pools, n->pools, sizeof j->pools);
+    j->n_pools = n->n_pools;
+    j->addr4 = e->addr4;
+    j->addr6 = e->addr6;
+    j->current = xcalloc(e->n_routes ? e->n_routes : 1, sizeof *j->current);
+    memcpy(j->current, e->routes, e->n_routes * sizeof *j->current);
+    j->n_current = e->n_routes;
+    j->next = jobs;
+    jobs = j;
+  }
+  pthread_mutex_unlock(&c->lock);
+  return jobs;
+}
+
+static void free_job(struct job *j)
+{
+  tr_session_release(j->session);
+  free(j->netns);
+  free(j->current);
+  free(j);
+}
+
+/* Logs a namespace that cannot be entered once per endpoint, not every round. */
+static void report(struct tr_ctx *c, const struct job *j, const char *msg, bool netns)
+{
+  bool first = true;
+  if (netns) {
+    pthread_mutex_lock(&c->lock);
+    struct tr_endpoint *e = tr_table_endpoint(&c->table, j->ep_id);
+    first = e != NULL && !e->netns_warned;
+    if (e != NULL)
+      e->netns_warned = true;
+    pthread_mutex_unlock(&c->lock);
+  }
+  if (first)
+    plg_warn("route refresh of endpoint %.12s: %s", j->ep_id, msg);
+}
+
+static bool same_set(const struct tr_route *a, size_t na, const struct tr_route *b, size_t nb)
+{
+  if (na != nb)
+    return false;
+  for (size_t i = 0; i < na; i++) {
+    bool found = false;
+    for (size_t k = 0; k < nb && !found; k++)
+      found = memcmp(&a[i], &b[k], sizeof a[i]) == 0;
+    if (!found)
+      return false;
+  }
+  return true;
+}
+
+static void refresh_one(struct tr_ctx *c, struct job *j)
+{
+  struct tr_join join;
+  struct tr_route *routes = NULL;
+  size_t n = 0;
+  plg_error_t err = NULL;
+  if (tr_driver_join(j->session, j->ep_id, j->pools, j->n_pools, &join, &routes, &n, &err) < 0) {
+    report(c, j, err->msg, false);
+    plg_error_release(&err);
+    return;
+  }
+  tr_join_clear(&join);
+  /* compare with what we believe is installed; the kernel is only touched on a change */
+  if (same_set(routes, n, j->current, j->n_current)) {
+    free(routes);
+    return;
+  }
+  int changes = 0;
+  if (tr_netns_sync_routes(j->netns, &j->addr4, &j->addr6, j->current, j->n_current, routes, n, &changes,
+                           &err) < 0) {
+    report(c, j, err->msg, err->errno_ == ENOENT || err->errno_ == EPERM || err->errno_ == EINVAL);
+    plg_error_release(&err);
+    free(routes);
+    return;
+  }
+  plg_info("route refresh of endpoint %.12s: %d change(s), now %zu route(s)", j->ep_id, changes, n);
+  pthread_mutex_lock(&c->lock);
+  struct tr_endpoint *e = tr_table_endpoint(&c->table, j->ep_id);
+  if (e != NULL && e->joined) {
+    tr_endpoint_set_routes(e, routes, n);
+    tr_ctx_save_locked(c);
+  }
+  pthread_mutex_unlock(&c->lock);
+  free(routes);
+}
+
+static bool wait_round(struct tr_ctx *c)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += c->cfg.refresh_ms / 1000;
+  ts.tv_nsec += (long)(c->cfg.refresh_ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  pthread_mutex_lock(&c->lock);
+  while (!c->stopping)
+    if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) == ETIMEDOUT)
+      break;
+  bool go_on = !c->stopping;
+  pthread_mutex_unlock(&c->lock);
+  return go_on;
+}
+
+static void *refresher(void *arg)
+{
+  struct tr_ctx *c = arg;
+  while (wait_round(c)) {
+    struct job *jobs = collect_jobs(c);
+    while (jobs != NULL) {
+      struct job *j = jobs;
+      jobs = j->next;
+      pthread_mutex_lock(&c->lock);
+      bool stopping = c->stopping;
+      pthread_mutex_unlock(&c->lock);
+      if (!stopping)
+        refresh_one(c, j);
+      free_job(j);
+    }
+  }
+  return NULL;
+}
+
+void tr_refresh_start(struct tr_ctx *c)
+{
+  if (c->cfg.refresh_ms == 0) {
+    plg_info("route refresh is off (ROUTE_REFRESH_INTERVAL=0)");
+    return;
+  }
+  c->refresher_started = pthread_create(&c->refresher, NULL, refresher, c) == 0;
+  if (!c->refresher_started)
+    plg_error("cannot start the route refresher; routes are set at Join only");
+}
+
+void tr_refresh_stop(struct tr_ctx *c)
+{
+  pthread_mutex_lock(&c->lock);
+  c->stopping = true;
+  pthread_cond_broadcast(&c->wake);
+  pthread_mutex_unlock(&c->lock);
+  if (c->refresher_started)
+    pthread_join(c->refresher, NULL);
+}

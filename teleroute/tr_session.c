@@ -1,0 +1,343 @@
+#include "tr_session.h"
+
+#include "plg_log.h"
+#include "plg_util.h"
+#include "teleroute.pb-c.h"
+#include "tr_grpc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SERVICE "/telepresence.teleroute.Teleroute/"
+/* the reference retries UNAVAILABLE 20 times, 50 ms apart */
+#define RETRY_PAUSE_MS 50
+#define RETRY_MAX 20
+/* how long to wait for the daemon's first Info before trusting an open stream */
+#define INFO_WAIT_MS 2000
+#define LEAVE_CONNECT_MS 1000
+
+struct conn {
+  struct tr_session *s;
+  struct tr_grpc *g;
+  int refs;
+  bool got_info, ended;
+  int end_code;
+  char *end_message;
+};
+
+struct tr_session {
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  pthread_mutex_t connect_lock; /* one connect attempt at a time */
+  char where[80];
+  struct sockaddr_storage sa;
+  socklen_t salen;
+  uint8_t gateways[4][17];
+  size_t gateway_len[4];
+  size_t n_gateways;
+  int64_t connect_timeout_ms, call_timeout_ms;
+  struct conn *cur;
+  int users;
+};
+
+static void conn_put(struct tr_session *s, struct conn *c)
+{
+  pthread_mutex_lock(&s->lock);
+  bool last = --c->refs == 0;
+  pthread_mutex_unlock(&s->lock);
+  if (!last)
+    return;
+  tr_grpc_close(c->g); /* joins the connection thread: no callback can touch C after this */
+  free(c->end_message);
+  free(c);
+}
+
+static void on_info(void *arg, const uint8_t *msg, size_t len)
+{
+  struct conn *c = arg;
+  Telepresence__Teleroute__Info *info = telepresence__teleroute__info__unpack(NULL, len, msg);
+  const char *name = "?", *version = "?";
+  for (size_t i = 0; info != NULL && i < info->n_info; i++) {
+    if (strcmp(info->info[i]->key, "name") == 0)
+      name = info->info[i]->value;
+    else if (strcmp(info->info[i]->key, "version") == 0)
+      version = info->info[i]->value;
+  }
+  pthread_mutex_lock(&c->s->lock);
+  if (!c->got_info)
+    plg_info("connected to the Telepresence daemon at %s (%.64s %.32s)", c->s->where, name, version);
+  c->got_info = true;
+  pthread_cond_broadcast(&c->s->cond);
+  pthread_mutex_unlock(&c->s->lock);
+  if (info != NULL)
+    telepresence__teleroute__info__free_unpacked(info, NULL);
+}
+
+static void on_end(void *arg, int code, const char *message)
+{
+  struct conn *c = arg;
+  pthread_mutex_lock(&c->s->lock);
+  c->ended = true;
+  c->end_code = code;
+  c->end_message = xstrdup(message);
+  if (c->got_info)
+    plg_warn("the Telepresence daemon at %s ended the session: %s: %s", c->s->where, tr_grpc_code_name(code),
+             message);
+  pthread_cond_broadcast(&c->s->cond);
+  pthread_mutex_unlock(&c->s->lock);
+}
+
+static uint8_t *pack(const ProtobufCMessage *m, size_t *len)
+{
+  *len = protobuf_c_message_get_packed_size(m);
+  uint8_t *buf = xmalloc(*len ? *len : 1);
+  protobuf_c_message_pack(m, buf);
+  return buf;
+}
+
+static int start_stream(struct tr_session *s, struct conn *c, plg_error_t *err)
+{
+  ProtobufCBinaryData gws[4];
+  for (size_t i = 0; i < s->n_gateways; i++)
+    gws[i] = (ProtobufCBinaryData){s->gateway_len[i], s->gateways[i]};
+  Telepresence__Teleroute__ConnectRequest req = TELEPRESENCE__TELEROUTE__CONNECT_REQUEST__INIT;
+  req.n_gateways = s->n_gateways;
+  req.gateways = gws;
+  req.pid = getpid(); /* with pidhost, our pid in the host's namespace: where the daemon puts veths */
+  size_t len;
+  cleanup_free uint8_t *body = pack(&req.base, &len);
+  return tr_grpc_stream(c->g, SERVICE "Connect", body, len, on_info, on_end, c, err);
+}
+
+/* Waits for the first Info or the end of the stream; an open stream without Info after a while
+ * is trusted (the daemon may send Info late). Returns the end code, or 0. */
+static int await_session(struct tr_session *s, struct conn *c, char **why)
+{
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += INFO_WAIT_MS / 1000;
+  pthread_mutex_lock(&s->lock);
+  while (!c->got_info && !c->ended)
+    if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
+      break;
+  int code = c->ended ? (c->end_code == 0 ? 14 : c->end_code) : 0;
+  if (code != 0)
+    *why = xstrdup(c->end_message ? c->end_message : "the session ended");
+  pthread_mutex_unlock(&s->lock);
+  return code;
+}
+
+/* One attempt: TCP, HTTP/2, Connect. *CODE tells whether another attempt may help. */
+static struct conn *open_conn(struct tr_session *s, int timeout_ms, int *code, plg_error_t *err)
+{
+  struct conn *c = xcalloc(1, sizeof *c);
+  c->s = s;
+  c->refs = 1;
+  *code = TR_GRPC_UNAVAILABLE;
+  if (tr_grpc_open((struct sockaddr *)&s->sa, s->salen, timeout_ms, &c->g, err) < 0) {
+    free(c);
+    return NULL;
+  }
+  if (start_stream(s, c, err) < 0) {
+    conn_put(s, c);
+    return NULL;
+  }
+  char *why = NULL;
+  *code = await_session(s, c, &why);
+  if (*code != 0) {
+    plg_error_make(err, 0, "Connect: %s: %s", tr_grpc_code_name(*code), why);
+    free(why);
+    conn_put(s, c);
+    return NULL;
+  }
+  return c;
+}
+
+static struct conn *get_live(struct tr_session *s)
+{
+  pthread_mutex_lock(&s->lock);
+  struct conn *c = s->cur;
+  if (c != NULL && (c->ended || tr_grpc_is_closed(c->g)))
+    c = NULL;
+  if (c != NULL)
+    c->refs++;
+  pthread_mutex_unlock(&s->lock);
+  return c;
+}
+
+static void install(struct tr_session *s, struct conn *c)
+{
+  pthread_mutex_lock(&s->lock);
+  struct conn *old = s->cur;
+  s->cur = c;
+  c->refs++;
+  pthread_mutex_unlock(&s->lock);
+  if (old != NULL)
+    conn_put(s, old);
+}
+
+static struct conn *connect_with_retries(struct tr_session *s, int64_t budget_ms, bool retry,
+                                         plg_error_t *err)
+{
+  int64_t deadline = plg_now_ms() + budget_ms;
+  for (int attempt = 0;; attempt++) {
+    int code;
+    plg_error_t try_err = NULL;
+    int64_t left = deadline - plg_now_ms();
+    struct conn *c = open_conn(s, left > 0 ? (int)left : 1, &code, &try_err);
+    if (c != NULL)
+      return c;
+    left = deadline - plg_now_ms();
+    if (!retry || code != TR_GRPC_UNAVAILABLE || attempt + 1 >= RETRY_MAX || left <= RETRY_PAUSE_MS) {
+      plg_error_make(err, 0, "cannot reach the Telepresence daemon at %s: %s", s->where, try_err->msg);
+      plg_error_release(&try_err);
+      return NULL;
+    }
+    plg_error_release(&try_err);
+    usleep(RETRY_PAUSE_MS * 1000);
+  }
+}
+
+/* A live connection with a reference for the caller, connecting when needed. */
+static struct conn *acquire(struct tr_session *s, int64_t budget_ms, bool retry, plg_error_t *err)
+{
+  struct conn *c = get_live(s);
+  if (c != NULL)
+    return c;
+  pthread_mutex_lock(&s->connect_lock);
+  c = get_live(s); /* another request may have connected meanwhile */
+  if (c == NULL) {
+    c = connect_with_retries(s, budget_ms, retry, err);
+    if (c != NULL)
+      install(s, c); /* the session's reference; C keeps the caller's */
+  }
+  pthread_mutex_unlock(&s->connect_lock);
+  return c;
+}
+
+int tr_session_connect(struct tr_session *s, plg_error_t *err)
+{
+  struct conn *c = acquire(s, s->connect_timeout_ms, true, err);
+  if (c == NULL)
+    return -1;
+  conn_put(s, c);
+  return 0;
+}
+
+static int call_on(struct tr_session *s, struct conn *c, const char *method, const ProtobufCMessage *req,
+                   uint8_t **resp, size_t *resp_len, int *code, plg_error_t *err)
+{
+  size_t len;
+  cleanup_free uint8_t *body = pack(req, &len);
+  cleanup_free char *path = xasprintf(SERVICE "%s", method);
+  uint8_t *r = NULL;
+  size_t rlen = 0;
+  int rc = tr_grpc_unary(c->g, path, body, len, (int)s->call_timeout_ms, &r, &rlen, code, err);
+  if (rc == 0 && resp != NULL) {
+    *resp = r;
+    *resp_len = rlen;
+  } else {
+    free(r);
+  }
+  return rc;
+}
+
+int tr_session_call(struct tr_session *s, const char *method, const ProtobufCMessage *req, uint8_t **resp,
+                    size_t *resp_len, int *code, plg_error_t *err)
+{
+  for (int attempt = 0;; attempt++) {
+    *code = TR_GRPC_UNAVAILABLE;
+    struct conn *c = acquire(s, s->connect_timeout_ms, true, err);
+    if (c == NULL)
+      return -1;
+    plg_error_t call_err = NULL;
+    int rc = call_on(s, c, method, req, resp, resp_len, code, &call_err);
+    bool lost = rc < 0 && *code == TR_GRPC_UNAVAILABLE && tr_grpc_is_closed(c->g);
+    conn_put(s, c);
+    if (rc == 0)
+      return 0;
+    if (!lost || attempt > 0) {
+      *err = call_err;
+      return plg_error_wrap(err, "the Telepresence daemon at %s", s->where);
+    }
+    plg_error_release(&call_err); /* the connection had died under us: one fresh try */
+  }
+}
+
+int tr_session_call_once(struct tr_session *s, const char *method, const ProtobufCMessage *req, int *code,
+                         plg_error_t *err)
+{
+  *code = TR_GRPC_UNAVAILABLE;
+  struct conn *c = acquire(s, LEAVE_CONNECT_MS, false, err);
+  if (c == NULL)
+    return -1;
+  int rc = call_on(s, c, method, req, NULL, NULL, code, err);
+  conn_put(s, c);
+  return rc;
+}
+
+struct tr_session *tr_session_new(const char *host, int port, const struct tr_prefix *gateways,
+                                  size_t n_gateways, int64_t connect_timeout_ms, int64_t call_timeout_ms)
+{
+  struct tr_session *s = xcalloc(1, sizeof *s);
+  s->users = 1;
+  pthread_mutex_init(&s->lock, NULL);
+  pthread_mutex_init(&s->connect_lock, NULL);
+  pthread_cond_init(&s->cond, NULL);
+  s->connect_timeout_ms = connect_timeout_ms;
+  s->call_timeout_ms = call_timeout_ms;
+  struct sockaddr_in *s4 = (struct sockaddr_in *)&s->sa;
+  struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&s->sa;
+  if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    s->salen = sizeof *s4;
+    snprintf(s->where, sizeof s->where, "%s:%d", host, port);
+  } else {
+    inet_pton(AF_INET6, host, &s6->sin6_addr); /* validated by tr_net_opts_parse */
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    s->salen = sizeof *s6;
+    snprintf(s->where, sizeof s->where, "[%s]:%d", host, port);
+  }
+  for (size_t i = 0; i < n_gateways && i < 4; i++) {
+    s->gateway_len[i] = tr_prefix_to_bytes(&gateways[i], s->gateways[i]);
+    s->n_gateways++;
+  }
+  return s;
+}
+
+void tr_session_hold(struct tr_session *s)
+{
+  pthread_mutex_lock(&s->lock);
+  s->users++;
+  pthread_mutex_unlock(&s->lock);
+}
+
+void tr_session_release(struct tr_session *s)
+{
+  if (s == NULL)
+    return;
+  pthread_mutex_lock(&s->lock);
+  bool last = --s->users == 0;
+  pthread_mutex_unlock(&s->lock);
+  if (!last)
+    return;
+  pthread_mutex_lock(&s->lock);
+  struct conn *c = s->cur;
+  s->cur = NULL;
+  pthread_mutex_unlock(&s->lock);
+  if (c != NULL)
+    conn_put(s, c);
+  pthread_cond_destroy(&s->cond);
+  pthread_mutex_destroy(&s->connect_lock);
+  pthread_mutex_destroy(&s->lock);
+  free(s);
+}
