@@ -139,6 +139,9 @@ static void apply(struct sync_job *job, struct nl_sock *sk)
     if (contains(job->new_routes, job->n_new, r))
       continue;
     struct rtnl_route *route = route_for(r, r->dst.family == AF_INET ? if4 : if6);
+    /* Docker installs routes as "boot" and we as "static": leave the protocol out so the kernel
+     * matches either */
+    rtnl_route_set_protocol(route, RTPROT_UNSPEC);
     int rc = rtnl_route_delete(sk, route, 0);
     rtnl_route_put(route);
     if (rc == 0)
