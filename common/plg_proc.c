@@ -61,13 +61,7 @@ static int reaper_errno;
 
 static void deadline_after(struct timespec *ts, int ms)
 {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
+  plg_timespec_in(ts, CLOCK_MONOTONIC, ms);
 }
 
 static struct child *child_find(pid_t pid)
@@ -191,11 +185,7 @@ static void *reaper_main(void *arg)
 
 static void cond_init_monotonic(pthread_cond_t *cond)
 {
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(cond, &attr);
-  pthread_condattr_destroy(&attr);
+  plg_cond_init_monotonic(cond);
 }
 
 static void reaper_start(void)

@@ -184,13 +184,7 @@ void plg_server_stop(struct plg_server *srv, int grace_ms)
     close(fd);
 
   struct timespec deadline;
-  clock_gettime(CLOCK_REALTIME, &deadline);
-  deadline.tv_sec += grace_ms / 1000;
-  deadline.tv_nsec += (long)(grace_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
+  plg_timespec_in(&deadline, CLOCK_REALTIME, grace_ms);
   pthread_mutex_lock(&srv->lock);
   while (srv->in_flight > 0)
     if (pthread_cond_timedwait(&srv->idle, &srv->lock, &deadline) == ETIMEDOUT)

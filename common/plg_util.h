@@ -2,9 +2,11 @@
 #ifndef PLG_UTIL_H
 #define PLG_UTIL_H
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
@@ -16,6 +18,12 @@ char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 
 /* Milliseconds of CLOCK_MONOTONIC: for deadlines and durations, never for dates. */
 int64_t plg_now_ms(void);
+
+/* The absolute time MS milliseconds from now on CLOCK, for pthread_cond_timedwait. */
+void plg_timespec_in(struct timespec *ts, clockid_t clock, int64_t ms);
+/* A condition variable whose timed waits use CLOCK_MONOTONIC: deadlines that ignore wall-clock
+ * jumps. Wait on it with plg_timespec_in(&ts, CLOCK_MONOTONIC, ms). */
+void plg_cond_init_monotonic(pthread_cond_t *cond);
 
 void plg_cleanup_freep(void *p);
 void plg_cleanup_closep(int *fd);

@@ -54,13 +54,7 @@ struct tm_mounts {
 
 static void timespec_in(struct timespec *ts, int64_t ms)
 {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
+  plg_timespec_in(ts, CLOCK_MONOTONIC, ms);
 }
 
 static void set_error(struct mount *mt, const char *msg)
@@ -426,11 +420,7 @@ struct tm_mounts *tm_mounts_new(const struct tm_config *cfg)
   struct tm_mounts *m = xcalloc(1, sizeof *m);
   m->cfg = *cfg;
   pthread_mutex_init(&m->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&m->changed, &attr);
-  pthread_condattr_destroy(&attr);
+  plg_cond_init_monotonic(&m->changed);
   if (pthread_create(&m->watchdog, NULL, watchdog, m) != 0) {
     plg_error("cannot start the mount watchdog");
     abort();

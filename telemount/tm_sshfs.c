@@ -258,11 +258,7 @@ int tm_sshfs_start(const struct tm_sshfs_params *p, int timeout_ms, tm_sshfs_los
   s->stderr_fd = -1;
   s->pid = -1;
   pthread_mutex_init(&s->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&s->exited_cond, &attr);
-  pthread_condattr_destroy(&attr);
+  plg_cond_init_monotonic(&s->exited_cond);
   s->exit_event = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (s->exit_event < 0) {
     int saved = errno;
@@ -293,13 +289,7 @@ int tm_sshfs_start(const struct tm_sshfs_params *p, int timeout_ms, tm_sshfs_los
 static bool wait_exit(struct tm_sshfs *s, int timeout_ms)
 {
   struct timespec deadline;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
+  plg_timespec_in(&deadline, CLOCK_MONOTONIC, timeout_ms);
   pthread_mutex_lock(&s->lock);
   while (!s->exited)
     if (pthread_cond_timedwait(&s->exited_cond, &s->lock, &deadline) == ETIMEDOUT)

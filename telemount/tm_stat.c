@@ -52,11 +52,7 @@ struct tm_stat_probe *tm_stat_probe_start(const char *path)
 {
   struct tm_stat_probe *p = xcalloc(1, sizeof *p);
   pthread_mutex_init(&p->lock, NULL);
-  pthread_condattr_t attr;
-  pthread_condattr_init(&attr);
-  pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-  pthread_cond_init(&p->done_cond, &attr);
-  pthread_condattr_destroy(&attr);
+  plg_cond_init_monotonic(&p->done_cond);
   p->path = xstrdup(path);
   p->started = plg_now_ms();
   p->refs = 2;
@@ -77,13 +73,7 @@ struct tm_stat_probe *tm_stat_probe_start(const char *path)
 bool tm_stat_probe_wait(struct tm_stat_probe *p, int timeout_ms, int *errno_out, struct stat *st)
 {
   struct timespec deadline;
-  clock_gettime(CLOCK_MONOTONIC, &deadline);
-  deadline.tv_sec += timeout_ms / 1000;
-  deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-  if (deadline.tv_nsec >= 1000000000L) {
-    deadline.tv_sec++;
-    deadline.tv_nsec -= 1000000000L;
-  }
+  plg_timespec_in(&deadline, CLOCK_MONOTONIC, timeout_ms);
   pthread_mutex_lock(&p->lock);
   while (!p->done && timeout_ms > 0)
     if (pthread_cond_timedwait(&p->done_cond, &p->lock, &deadline) == ETIMEDOUT)

@@ -128,13 +128,7 @@ static void refresh_one(struct tr_ctx *c, struct job *j)
 static bool wait_round(struct tr_ctx *c)
 {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += c->cfg.refresh_ms / 1000;
-  ts.tv_nsec += (long)(c->cfg.refresh_ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) {
-    ts.tv_sec++;
-    ts.tv_nsec -= 1000000000L;
-  }
+  plg_timespec_in(&ts, CLOCK_REALTIME, c->cfg.refresh_ms);
   pthread_mutex_lock(&c->lock);
   while (!c->stopping)
     if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) == ETIMEDOUT)

@@ -121,8 +121,7 @@ static int start_stream(struct tr_session *s, struct conn *c, plg_error_t *err)
 static int await_session(struct tr_session *s, struct conn *c, char **why)
 {
   struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += INFO_WAIT_MS / 1000;
+  plg_timespec_in(&ts, CLOCK_REALTIME, INFO_WAIT_MS);
   pthread_mutex_lock(&s->lock);
   while (!c->got_info && !c->ended)
     if (pthread_cond_timedwait(&s->cond, &s->lock, &ts) == ETIMEDOUT)
