@@ -3,6 +3,7 @@
 #include "plg_util.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +35,7 @@ int tr_prefix_parse(const char *text, struct tr_prefix *p, plg_error_t *err)
   if (slash != NULL) {
     char *end;
     long n = strtol(slash + 1, &end, 10);
-    if (slash[1] == '\0' || *end != '\0' || n < 0 || n > max)
+    if (!isdigit((unsigned char)slash[1]) || *end != '\0' || n < 0 || n > max)
       return plg_error_bad_request(err, "\"%.64s\" has a bad prefix length", text);
     p->len = (int)n;
   }

@@ -50,18 +50,24 @@ static uint32_t prefix_length(const uint8_t *p)
   return (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
 }
 
-/* Checks the prefix of the message at the head as soon as it is complete, so that a huge
- * declared length is refused before anything is buffered for it. */
-static int check_head(const struct tr_grpc_decoder *d, plg_error_t *err)
+/* Checks the prefix of every message in the buffer as soon as that prefix is complete, including
+ * one behind a complete message in the same piece, so that a huge declared length is refused
+ * before anything is buffered for it and no compressed message is ever handed out. */
+static int check_prefixes(const struct tr_grpc_decoder *d, plg_error_t *err)
 {
-  if (d->len < 5)
-    return 0;
-  if (d->buf[0] != 0)
-    return plg_error_make(
-        err, 0, "the daemon sent a compressed gRPC message (flag %u), which is not supported", d->buf[0]);
-  if (prefix_length(d->buf) > TR_GRPC_MAX_MESSAGE)
-    return plg_error_make(err, 0, "the daemon sent a gRPC message of %u bytes (limit %d)",
-                          prefix_length(d->buf), TR_GRPC_MAX_MESSAGE);
+  size_t off = 0;
+  while (d->len - off >= 5) {
+    const uint8_t *p = d->buf + off;
+    if (p[0] != 0)
+      return plg_error_make(
+          err, 0, "the daemon sent a compressed gRPC message (flag %u), which is not supported", p[0]);
+    if (prefix_length(p) > TR_GRPC_MAX_MESSAGE)
+      return plg_error_make(err, 0, "the daemon sent a gRPC message of %u bytes (limit %d)", prefix_length(p),
+                            TR_GRPC_MAX_MESSAGE);
+    if (d->len - off - 5 < prefix_length(p))
+      break;
+    off += 5 + prefix_length(p);
+  }
   return 0;
 }
 
@@ -76,9 +82,10 @@ int tr_grpc_decoder_feed(struct tr_grpc_decoder *d, const uint8_t *data, size_t 
     d->cap = (d->len + len) * 2;
     d->buf = xrealloc(d->buf, d->cap);
   }
-  memcpy(d->buf + d->len, data, len);
+  if (len > 0)
+    memcpy(d->buf + d->len, data, len);
   d->len += len;
-  return check_head(d, err);
+  return check_prefixes(d, err);
 }
 
 int tr_grpc_decoder_next(struct tr_grpc_decoder *d, uint8_t **msg, size_t *len)

@@ -97,6 +97,17 @@ static const struct tr_prefix *next_hop(const struct tr_join *j, int family)
   return NULL;
 }
 
+/* Without any pool (unknown networks, tests) every family is taken to be present. */
+static bool has_family(const struct tr_prefix *pools, size_t n_pools, int family)
+{
+  if (n_pools == 0)
+    return true;
+  for (size_t i = 0; i < n_pools; i++)
+    if (pools[i].family == family)
+      return true;
+  return false;
+}
+
 size_t tr_join_routes(const struct tr_join *j, const struct tr_prefix *pools, size_t n_pools,
                       struct tr_route *out, char **dropped)
 {
@@ -104,6 +115,8 @@ size_t tr_join_routes(const struct tr_join *j, const struct tr_prefix *pools, si
   *dropped = NULL;
   for (size_t i = 0; i < j->n_routes; i++) {
     const struct tr_prefix *dst = &j->routes[i];
+    if (!has_family(pools, n_pools, dst->family))
+      continue; /* the container has no address of that family here: Docker could not add it */
     bool overlap = false;
     for (size_t k = 0; k < n_pools && !overlap; k++)
       overlap = tr_prefix_overlaps(dst, &pools[k]);

@@ -25,7 +25,8 @@ void tr_join_clear(struct tr_join *j);
 
 /* The routes Docker should install, each with its next hop: the via address of its own family,
  * else the legacy `via` if it has that family, else none (a connected route). A route that
- * overlaps one of the network's own POOLS is dropped (and named in *DROPPED, for the log). */
+ * overlaps one of the network's own POOLS is dropped (and named in *DROPPED, for the log); so is
+ * a route of a family the network has no pool for (an IPv6 subnet on an IPv4-only network). */
 struct tr_route {
   struct tr_prefix dst;
   struct tr_prefix via; /* family 0: connected */

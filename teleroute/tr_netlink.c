@@ -131,6 +131,16 @@ struct sync_job {
   plg_error_t err;
 };
 
+static void route_error(struct sync_job *job, const char *what, const struct tr_route *r, int rc)
+{
+  char dst[64], via[64] = "";
+  tr_prefix_format(&r->dst, false, dst, sizeof dst);
+  if (r->via.family != 0)
+    tr_prefix_format(&r->via, true, via, sizeof via);
+  plg_error_make(&job->err, 0, "cannot %s the route %s%s%s: %s", what, dst, *via ? " via " : "", via,
+                 nl_geterror(rc));
+}
+
 static void apply(struct sync_job *job, struct nl_sock *sk)
 {
   int if4 = endpoint_ifindex(sk, job->addr4), if6 = endpoint_ifindex(sk, job->addr6);
@@ -147,7 +157,7 @@ static void apply(struct sync_job *job, struct nl_sock *sk)
     if (rc == 0)
       job->changes++;
     else if (rc != -NLE_OBJ_NOTFOUND && job->err == NULL)
-      plg_error_make(&job->err, 0, "cannot delete a route: %s", nl_geterror(rc));
+      route_error(job, "delete", r, rc);
   }
   for (size_t i = 0; i < job->n_new; i++) {
     const struct tr_route *r = &job->new_routes[i];
@@ -165,7 +175,7 @@ static void apply(struct sync_job *job, struct nl_sock *sk)
     if (rc == 0)
       job->changes++;
     else if (rc != -NLE_EXIST && job->err == NULL)
-      plg_error_make(&job->err, 0, "cannot add a route: %s", nl_geterror(rc));
+      route_error(job, "add", r, rc);
   }
 }
 

@@ -41,7 +41,7 @@ on_exit docker rm -f "$tpd"
 daemon_ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$tpd")
 start_peer() {
   setsid "$peer" --netns-pid "$(docker inspect -f '{{.State.Pid}}' "$tpd")" --state "$work/peer" --port 4039 \
-    </dev/null >"$work/peer.log" 2>&1 &
+    --ipv6-cluster fd00:96::/64 --ipv6-cluster-addr fd00:96::10/64 </dev/null >"$work/peer.log" 2>&1 &
   for _ in $(seq 100); do [ -e "$work/peer/ready" ] && return 0; sleep 0.1; done
   fail "the daemon peer did not start: $(tail -5 "$work/peer.log")"
 }
@@ -84,7 +84,7 @@ client=$(e2e_name tr-client)
 docker run -d --name "$client" --network "$net" "$image" sleep 600 >/dev/null
 on_exit docker rm -f "$client"
 "$peer" add-cluster-addr --state "$work/peer" 10.250.0.7/16 >/dev/null
-"$peer" set-routes --state "$work/peer" --ipv4 10.96.0.0/16,10.250.0.0/16 >/dev/null
+"$peer" set-routes --state "$work/peer" --ipv4 10.96.0.0/16,10.250.0.0/16 --ipv6 fd00:96::/64 >/dev/null
 ok=
 for _ in $(seq 40); do # the refresh runs every 2 s; allow several rounds on a busy machine
   routes=$(docker exec "$client" ip route)
@@ -102,6 +102,34 @@ with_deadline 30 docker plugin enable "$tr" >/dev/null
 out=$(with_deadline 60 docker run --rm --network "$net" "$image" sh -c "$(declare -f http_get); http_get 10.96.0.10")
 [[ $out == *"hello from the cluster"* ]] || fail "after a plugin restart a new client failed: $out"
 pass "after docker plugin disable -f / enable the network still takes new clients"
+
+# dual stack: IPv6 data from Docker, per-family next hops from the daemon (a daemon serves one
+# network, so this one gets its own daemon container)
+tpd6=$(e2e_name tr-daemon6)
+docker run -d --name "$tpd6" "$image" sleep 3600 >/dev/null
+on_exit docker rm -f "$tpd6"
+mkdir -p "$work/peer6"
+setsid "$peer" --netns-pid "$(docker inspect -f '{{.State.Pid}}' "$tpd6")" --state "$work/peer6" --port 4039 \
+  --ipv6-cluster fd00:96::/64 --ipv6-cluster-addr fd00:96::10/64 </dev/null >"$work/peer6.log" 2>&1 &
+on_exit "$peer" stop --state "$work/peer6"
+for _ in $(seq 100); do [ -e "$work/peer6/ready" ] && break; sleep 0.1; done
+[ -e "$work/peer6/ready" ] || fail "the second daemon peer did not start: $(tail -5 "$work/peer6.log")"
+net6=$(e2e_name tr-net6)
+sub6="fd00:$(printf '%x' $((RANDOM % 65536))):$(printf '%x' $((RANDOM % 65536)))::/64"
+docker network create -d "$driver" --internal --ipv6 --subnet "$sub6" \
+  -o host="$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$tpd6")" "$net6" >/dev/null ||
+  fail "dual-stack network create failed"
+on_exit remove_network "$net6"
+docker network connect --driver-opt daemon=true "$net6" "$tpd6" || fail "the daemon could not join the dual-stack network"
+via6=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net6\").GlobalIPv6Address}}" "$tpd6")
+[ -n "$via6" ] || fail "the daemon got no IPv6 address on $net6"
+out=$(with_deadline 60 docker run --rm --network "$net6" "$image" sh -c \
+  "ip -6 route; ip route; printf 'GET / HTTP/1.0\r\n\r\n' | nc fd00:96::10 80; printf 'GET / HTTP/1.0\r\n\r\n' | nc 10.96.0.10 80")
+[[ $out == *"fd00:96::/64 via $via6"* ]] || fail "the client lacks the IPv6 cluster route via $via6: $out"
+[[ $out == *"hello from the cluster (fd00:96::10)"* ]] || fail "the client did not reach the cluster service over IPv6: $out"
+[[ $out == *"hello from the cluster (10.96.0.10)"* ]] || fail "the client did not reach the cluster service over IPv4: $out"
+remove_network "$net6"
+pass "a dual-stack network routes both families via the daemon's address of each family"
 
 # bad options fail network create with the option named, and leave no network
 bad() { # bad MESSAGE OPTION...
