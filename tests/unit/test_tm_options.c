@@ -220,9 +220,10 @@ static void the_sshfs_argv_for_ipv4_uses_directport(void **state)
   struct tm_sshfs_params p = {"sshfs", &addr, 34439, true, "/mnt/volumes/172.17.0.2/34439", 4, -1};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
-  assert_string_equal(
-      s, "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o ro -o directport=34439 -o "
-         "max_conns=4 172.17.0.2:/tel_app_exports /mnt/volumes/172.17.0.2/34439");
+  assert_string_equal(s,
+                      "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 -o ro -o "
+                      "directport=34439 -o "
+                      "max_conns=4 172.17.0.2:/tel_app_exports /mnt/volumes/172.17.0.2/34439");
   tm_strv_free(argv);
 }
 
@@ -233,8 +234,9 @@ static void the_sshfs_argv_for_ipv6_uses_slave_mode(void **state)
   struct tm_sshfs_params p = {"/usr/bin/sshfs", &addr, 34439, false, "/mnt/volumes/fd00__2/34439", 4, 5};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
-  assert_string_equal(s, "/usr/bin/sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o slave "
-                         "localhost:/tel_app_exports /mnt/volumes/fd00__2/34439");
+  assert_string_equal(
+      s, "/usr/bin/sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 -o slave "
+         "localhost:/tel_app_exports /mnt/volumes/fd00__2/34439");
   tm_strv_free(argv);
 }
 
