@@ -2,13 +2,15 @@
 
 #include "plg_settings.h"
 
+#include <stddef.h>
+
 #define HOUR_MS (3600 * 1000)
 
 int tm_config_load(struct tm_config *cfg, plg_error_t *err)
 {
   int64_t conns;
   cfg->mount_root = plg_setting_string("MOUNT_ROOT", "/mnt/volumes");
-  cfg->state_dir = plg_setting_string("STATE_DIR", "/var/lib/telemount");
+  cfg->state_dir = plg_setting_string("STATE_DIR", NULL);
   cfg->sshfs = plg_setting_string("SSHFS", "sshfs");
   if (plg_setting_duration_ms("DISCONNECTED_LINGER_TIME", 5000, HOUR_MS, &cfg->linger_ms, err) < 0 ||
       plg_setting_duration_ms("HOST_PING_TIMEOUT", 1000, 60000, &cfg->ping_timeout_ms, err) < 0 ||
@@ -23,7 +25,7 @@ int tm_config_load(struct tm_config *cfg, plg_error_t *err)
     return plg_error_make(err, 0,
                           "HOST_PING_TIMEOUT, CONNECT_TIMEOUT, MOUNT_TIMEOUT and HEALTH_CHECK_TIMEOUT "
                           "must be longer than 0");
-  if (cfg->mount_root[0] != '/' || cfg->state_dir[0] != '/')
+  if (cfg->mount_root[0] != '/' || (cfg->state_dir != NULL && cfg->state_dir[0] != '/'))
     return plg_error_make(err, 0, "MOUNT_ROOT and STATE_DIR must be absolute paths");
   cfg->max_conns = (int)conns;
   return 0;

@@ -6,9 +6,13 @@
 
 #include <stdint.h>
 
+/* Inside the propagated mount, beside the hosts' mount roots; no host name starts with a dot. */
+#define TM_STATE_SUBDIR ".telemount"
+
 struct tm_config {
   const char *mount_root;     /* MOUNT_ROOT: where sshfs mounts; the plugin's propagatedmount */
-  const char *state_dir;      /* STATE_DIR: where the volume table is kept */
+  const char *state_dir;      /* STATE_DIR: where the volume table is kept; NULL = TM_STATE_SUBDIR
+                               * of mount_root, which survives `docker plugin upgrade` (a new rootfs) */
   const char *sshfs;          /* SSHFS: the program */
   int64_t linger_ms;          /* DISCONNECTED_LINGER_TIME */
   int64_t ping_timeout_ms;    /* HOST_PING_TIMEOUT */
