@@ -8,7 +8,7 @@
 
 int tm_config_load(struct tm_config *cfg, plg_error_t *err)
 {
-  int64_t conns;
+  int64_t conns, read_ahead;
   cfg->mount_root = plg_setting_string("MOUNT_ROOT", "/mnt/volumes");
   cfg->state_dir = plg_setting_string("STATE_DIR", NULL);
   cfg->sshfs = plg_setting_string("SSHFS", "sshfs");
@@ -18,7 +18,8 @@ int tm_config_load(struct tm_config *cfg, plg_error_t *err)
       plg_setting_duration_ms("MOUNT_TIMEOUT", 20000, 110000, &cfg->mount_timeout_ms, err) < 0 ||
       plg_setting_duration_ms("HEALTH_CHECK_INTERVAL", 5000, HOUR_MS, &cfg->health_interval_ms, err) < 0 ||
       plg_setting_duration_ms("HEALTH_CHECK_TIMEOUT", 5000, 60000, &cfg->health_timeout_ms, err) < 0 ||
-      plg_setting_int("SSHFS_MAX_CONNS", 1, 1, 16, &conns, err) < 0)
+      plg_setting_int("SSHFS_MAX_CONNS", 1, 1, 16, &conns, err) < 0 ||
+      plg_setting_int("READ_AHEAD_KB", 1024, 0, 65536, &read_ahead, err) < 0)
     return -1;
   if (cfg->ping_timeout_ms == 0 || cfg->connect_timeout_ms == 0 || cfg->mount_timeout_ms == 0 ||
       cfg->health_timeout_ms == 0)
@@ -28,5 +29,6 @@ int tm_config_load(struct tm_config *cfg, plg_error_t *err)
   if (cfg->mount_root[0] != '/' || (cfg->state_dir != NULL && cfg->state_dir[0] != '/'))
     return plg_error_make(err, 0, "MOUNT_ROOT and STATE_DIR must be absolute paths");
   cfg->max_conns = (int)conns;
+  cfg->read_ahead_kb = (int)read_ahead;
   return 0;
 }

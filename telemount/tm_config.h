@@ -21,6 +21,7 @@ struct tm_config {
   int64_t health_interval_ms; /* HEALTH_CHECK_INTERVAL, 0 = off */
   int64_t health_timeout_ms;  /* HEALTH_CHECK_TIMEOUT */
   int max_conns;              /* SSHFS_MAX_CONNS */
+  int read_ahead_kb;          /* READ_AHEAD_KB, 0 = the kernel's default */
 };
 
 int tm_config_load(struct tm_config *cfg, plg_error_t *err);

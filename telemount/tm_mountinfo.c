@@ -10,6 +10,7 @@
 #define MOUNTINFO_MAX (8 * 1024 * 1024)
 
 struct mount_line {
+  char dev[32]; /* major:minor */
   char mountpoint[4096];
   char fstype[64];
 };
@@ -19,7 +20,7 @@ struct mount_line {
  * an escaped one simply never equals our path. */
 static bool parse_line(const char *line, struct mount_line *m)
 {
-  if (sscanf(line, "%*s %*s %*s %*s %4095s", m->mountpoint) != 1)
+  if (sscanf(line, "%*s %*s %31s %*s %4095s", m->dev, m->mountpoint) != 2)
     return false;
   const char *sep = strstr(line, " - ");
   if (sep == NULL || sscanf(sep + 3, "%63s", m->fstype) != 1)
@@ -42,7 +43,8 @@ static char *next_line(char **cursor)
   return line;
 }
 
-bool tm_mountinfo_find(const char *text, const char *path, char *fstype, size_t fstype_size)
+/* The visible mount on PATH: the last line for it, as later mounts cover earlier ones. */
+static bool find_line(const char *text, const char *path, struct mount_line *out)
 {
   cleanup_free char *copy = xstrdup(text);
   char *cursor = copy, *line;
@@ -51,11 +53,29 @@ bool tm_mountinfo_find(const char *text, const char *path, char *fstype, size_t 
   while ((line = next_line(&cursor)) != NULL) {
     if (!parse_line(line, &m) || strcmp(m.mountpoint, path) != 0)
       continue;
-    found = true; /* keep going: the last mount on a path is the visible one */
-    if (fstype != NULL)
-      snprintf(fstype, fstype_size, "%s", m.fstype);
+    found = true;
+    *out = m;
   }
   return found;
+}
+
+bool tm_mountinfo_find(const char *text, const char *path, char *fstype, size_t fstype_size)
+{
+  struct mount_line m;
+  if (!find_line(text, path, &m))
+    return false;
+  if (fstype != NULL)
+    snprintf(fstype, fstype_size, "%s", m.fstype);
+  return true;
+}
+
+bool tm_mountinfo_device(const char *text, const char *path, char *dev, size_t dev_size)
+{
+  struct mount_line m;
+  if (!find_line(text, path, &m))
+    return false;
+  snprintf(dev, dev_size, "%s", m.dev);
+  return true;
 }
 
 static char *read_mountinfo(void)
@@ -73,6 +93,12 @@ bool tm_is_mounted(const char *path, char *fstype, size_t fstype_size)
 {
   cleanup_free char *text = read_mountinfo();
   return tm_mountinfo_find(text, path, fstype, fstype_size);
+}
+
+bool tm_mount_device(const char *path, char *dev, size_t dev_size)
+{
+  cleanup_free char *text = read_mountinfo();
+  return tm_mountinfo_device(text, path, dev, dev_size);
 }
 
 static int deeper_first(const void *a, const void *b)

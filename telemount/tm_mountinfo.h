@@ -12,6 +12,10 @@ bool tm_mountinfo_find(const char *text, const char *path, char *fstype, size_t 
 /* The same against /proc/self/mountinfo. */
 bool tm_is_mounted(const char *path, char *fstype, size_t fstype_size);
 
+/* The device ("major:minor") of the mount on PATH in TEXT, or in /proc/self/mountinfo. */
+bool tm_mountinfo_device(const char *text, const char *path, char *dev, size_t dev_size);
+bool tm_mount_device(const char *path, char *dev, size_t dev_size);
+
 /* Mount points in TEXT strictly below PREFIX with FSTYPE, deepest first; a NULL-terminated
  * array the caller frees with tm_strv_free. */
 char **tm_mountinfo_below(const char *text, const char *prefix, const char *fstype);

@@ -4,6 +4,7 @@
 #include "plg_log.h"
 #include "plg_util.h"
 #include "tm_mountinfo.h"
+#include "tm_readahead.h"
 #include "tm_net.h"
 #include "tm_sshfs.h"
 #include "tm_stat.h"
@@ -177,6 +178,24 @@ static int probe_host(struct tm_mounts *m, struct mount *mt, int64_t retry_until
 
 /* The slow part of a mount, without the lock: probe, then sshfs until the kernel shows the
  * mount. Leaves nothing behind on failure. */
+/* A slower mount is still a working one: a failure is logged, never returned. The kernel lowers
+ * the readahead when it processes sshfs's answer to FUSE_INIT, which may come after the mount is
+ * in the mount table; the first answered stat means that answer is in. */
+static void raise_readahead(const struct mount *mt, const struct tm_config *c)
+{
+  plg_error_t err = NULL;
+  if (c->read_ahead_kb == 0)
+    return;
+  if (tm_stat_deadline(mt->root, (int)c->health_timeout_ms, NULL) < 0)
+    plg_warn("%s:%d: reads stay at the kernel's default readahead: no answer to stat %s (%s)", mt->host, mt->port,
+             mt->root, strerror(errno));
+  else if (tm_readahead_set(mt->root, c->read_ahead_kb, &err) < 0)
+    plg_warn("%s:%d: reads stay at the kernel's default readahead: %s", mt->host, mt->port, err->msg);
+  else
+    plg_debug("%s:%d: readahead %d KiB", mt->host, mt->port, c->read_ahead_kb);
+  plg_error_release(&err);
+}
+
 static int start_unlocked(struct tm_mounts *m, struct mount *mt, bool was_lost, int64_t retry_until,
                           struct tm_sshfs **out, plg_error_t *err)
 {
@@ -201,6 +220,7 @@ static int start_unlocked(struct tm_mounts *m, struct mount *mt, bool was_lost, 
     remove_local_dirs(mt);
     return plg_error_wrap(err, "mounting %s:%d", mt->host, mt->port);
   }
+  raise_readahead(mt, c);
   return 0;
 }
 

@@ -58,6 +58,14 @@ pass "a write through a writable volume reaches the export"
 [ "$(sshfs_count "$port")" = 1 ] || fail "two volumes of one export should share one sshfs: $(pgrep -a sshfs)"
 pass "two volumes of one export share one sshfs"
 
+# the kernel's readahead of the mount is raised to READ_AHEAD_KB (default 1024) from its 128 KiB
+mnt=/var/lib/docker/plugins/$(docker plugin inspect -f '{{.Id}}' "$tm")/propagated-mount/127.0.0.1/$port
+dev=$(awk -v p="$mnt" '$5 == p { d = $3 } END { print d }' /proc/self/mountinfo)
+[ -n "$dev" ] || fail "no mount at $mnt"
+[ "$(cat "/sys/class/bdi/$dev/read_ahead_kb")" = 1024 ] ||
+  fail "the mount's readahead is $(cat "/sys/class/bdi/$dev/read_ahead_kb") KiB, not 1024"
+pass "the mount reads ahead 1024 KiB"
+
 v3=$(e2e_name tm-ro)
 new_volume "$v3" container=echo-easy port="$port2" host=127.0.0.1 ro=true
 if with_deadline 60 docker run --rm -v "$v3:/app" "$image" sh -c 'echo x >/app/config/ro.txt' 2>/dev/null; then

@@ -265,6 +265,21 @@ static void mountinfo_is_read_without_touching_the_mounts(void **state)
   tm_strv_free(below);
 }
 
+static void the_device_of_the_visible_mount_is_found(void **state)
+{
+  (void)state;
+  char dev[32];
+  cleanup_free char *remounted = xasprintf("%s%s", mountinfo, "105 22 0:57 / /mnt/volumes/h/1 rw - fuse.sshfs a:/b rw\n");
+  assert_true(tm_mountinfo_device(remounted, "/mnt/volumes/h/1", dev, sizeof dev));
+  assert_string_equal(dev, "0:57"); /* the later mount on the same path covers the earlier */
+  assert_true(tm_mountinfo_device(mountinfo, "/mnt/volumes/h/1", dev, sizeof dev));
+  assert_string_equal(dev, "0:50");
+  assert_true(tm_mountinfo_device(mountinfo, "/mnt/volumes/h/1/deeper", dev, sizeof dev));
+  assert_string_equal(dev, "0:51");
+  assert_false(tm_mountinfo_device(mountinfo, "/mnt/volumes/h", dev, sizeof dev));
+  assert_false(tm_mountinfo_device("garbage\n\n1 2\n", "/mnt/volumes/h/1", dev, sizeof dev));
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -284,6 +299,7 @@ int main(void)
       cmocka_unit_test(the_sshfs_argv_for_ipv4_uses_directport),
       cmocka_unit_test(the_sshfs_argv_for_ipv6_uses_slave_mode),
       cmocka_unit_test(mountinfo_is_read_without_touching_the_mounts),
+      cmocka_unit_test(the_device_of_the_visible_mount_is_found),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
