@@ -187,8 +187,8 @@ static void raise_readahead(const struct mount *mt, const struct tm_config *c)
   if (c->read_ahead_kb == 0)
     return;
   if (tm_stat_deadline(mt->root, (int)c->health_timeout_ms, NULL) < 0)
-    plg_warn("%s:%d: reads stay at the kernel's default readahead: no answer to stat %s (%s)", mt->host, mt->port,
-             mt->root, strerror(errno));
+    plg_warn("%s:%d: reads stay at the kernel's default readahead: no answer to stat %s (%s)", mt->host,
+             mt->port, mt->root, strerror(errno));
   else if (tm_readahead_set(mt->root, c->read_ahead_kb, &err) < 0)
     plg_warn("%s:%d: reads stay at the kernel's default readahead: %s", mt->host, mt->port, err->msg);
   else

@@ -340,8 +340,9 @@ static void orphans_are_reaped_without_confusing_the_registry(void **state)
   (void)state;
   /* As a subreaper we get the orphans of our descendants, as the plugin does as PID 1. */
   if (under_qemu_user() && prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
-    fprintf(stderr, "orphans_are_reaped_without_confusing_the_registry: skipped: qemu-user refuses "
-                    "PR_SET_CHILD_SUBREAPER (%s), so no orphan can be made to come to this process\n",
+    fprintf(stderr,
+            "orphans_are_reaped_without_confusing_the_registry: skipped: qemu-user refuses "
+            "PR_SET_CHILD_SUBREAPER (%s), so no orphan can be made to come to this process\n",
             strerror(errno));
     skip();
   }

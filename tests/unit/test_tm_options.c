@@ -269,7 +269,8 @@ static void the_device_of_the_visible_mount_is_found(void **state)
 {
   (void)state;
   char dev[32];
-  cleanup_free char *remounted = xasprintf("%s%s", mountinfo, "105 22 0:57 / /mnt/volumes/h/1 rw - fuse.sshfs a:/b rw\n");
+  cleanup_free char *remounted =
+      xasprintf("%s%s", mountinfo, "105 22 0:57 / /mnt/volumes/h/1 rw - fuse.sshfs a:/b rw\n");
   assert_true(tm_mountinfo_device(remounted, "/mnt/volumes/h/1", dev, sizeof dev));
   assert_string_equal(dev, "0:57"); /* the later mount on the same path covers the earlier */
   assert_true(tm_mountinfo_device(mountinfo, "/mnt/volumes/h/1", dev, sizeof dev));
