@@ -41,6 +41,10 @@ static bool under_qemu_user(void)
 
 #define RUN_THREADS 16
 #define RUNS_PER_THREAD 20
+/* qemu-user 7.2 now and then deadlocks the child of a fork from a multithreaded guest (it turns
+ * posix_spawn's vfork into a fork) before it can exec; fewer spawns keep that rare there. */
+#define RUN_THREADS_EMULATED 4
+#define RUNS_PER_THREAD_EMULATED 5
 
 static bool process_exists(pid_t pid)
 {
@@ -295,8 +299,9 @@ static void a_forgotten_child_is_freed_once_it_has_been_reaped(void **state)
 
 static void *run_distinct_exits(void *arg)
 {
-  int base = (int)(intptr_t)arg * RUNS_PER_THREAD;
-  for (int i = 0; i < RUNS_PER_THREAD; i++) {
+  int runs = under_qemu_user() ? RUNS_PER_THREAD_EMULATED : RUNS_PER_THREAD;
+  int base = (int)(intptr_t)arg * runs;
+  for (int i = 0; i < runs; i++) {
     int code = (base + i) % 256;
     cleanup_free char *script = xasprintf("echo %d; exit %d", code, code);
     const char *const argv[] = {"sh", "-c", script, NULL};
@@ -322,10 +327,11 @@ static void concurrent_runs_each_get_their_own_status(void **state)
 {
   (void)state;
   pthread_t threads[RUN_THREADS];
-  for (intptr_t t = 0; t < RUN_THREADS; t++)
+  int n = under_qemu_user() ? RUN_THREADS_EMULATED : RUN_THREADS;
+  for (intptr_t t = 0; t < n; t++)
     assert_int_equal(pthread_create(&threads[t], NULL, run_distinct_exits, (void *)t), 0);
   int failures = 0;
-  for (int t = 0; t < RUN_THREADS; t++) {
+  for (int t = 0; t < n; t++) {
     void *ret;
     pthread_join(threads[t], &ret);
     failures += ret != NULL;
