@@ -1,6 +1,7 @@
 #include "tm_config.h"
 
 #include "plg_settings.h"
+#include "plg_util.h"
 
 #include <stddef.h>
 
@@ -31,4 +32,11 @@ int tm_config_load(struct tm_config *cfg, plg_error_t *err)
   cfg->max_conns = (int)conns;
   cfg->read_ahead_kb = (int)read_ahead;
   return 0;
+}
+
+char *tm_config_state_file(const struct tm_config *cfg)
+{
+  if (cfg->state_dir != NULL)
+    return xasprintf("%s/volumes.json", cfg->state_dir);
+  return xasprintf("%s/" TM_STATE_SUBDIR "/volumes.json", cfg->mount_root);
 }

@@ -26,4 +26,7 @@ struct tm_config {
 
 int tm_config_load(struct tm_config *cfg, plg_error_t *err);
 
+/* The volume table's path: in STATE_DIR, or by default in MOUNT_ROOT/TM_STATE_SUBDIR. Caller frees. */
+char *tm_config_state_file(const struct tm_config *cfg);
+
 #endif

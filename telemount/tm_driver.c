@@ -310,10 +310,7 @@ int tm_init(void **ctx, plg_error_t *err)
     free(c);
     return -1;
   }
-  if (c->cfg.state_dir != NULL)
-    c->state_file = xasprintf("%s/volumes.json", c->cfg.state_dir);
-  else
-    c->state_file = xasprintf("%s/" TM_STATE_SUBDIR "/volumes.json", c->cfg.mount_root);
+  c->state_file = tm_config_state_file(&c->cfg);
   pthread_mutex_init(&c->lock, NULL);
   /* Loading is quick and needs no server: Docker asks Get for every volume right after start. */
   tm_table_load(&c->table, c->state_file);

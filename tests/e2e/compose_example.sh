@@ -18,12 +18,7 @@ plugin_install_local "$tr" "$BUILD_DIR/plugins/teleroute"
 tpd=$(e2e_name compose-daemon)
 docker run -d --name "$tpd" "$image" sleep 3600 >/dev/null
 on_exit docker rm -f "$tpd"
-mkdir -p "$work/daemon"
-setsid "$SOURCE_DIR/tests/peers/teleroute-daemon/run" --netns-pid "$(docker inspect -f '{{.State.Pid}}' "$tpd")" \
-  --state "$work/daemon" --port 4039 </dev/null >"$work/daemon.log" 2>&1 &
-on_exit "$SOURCE_DIR/tests/peers/teleroute-daemon/run" stop --state "$work/daemon"
-for _ in $(seq 100); do [ -e "$work/daemon/ready" ] && break; sleep 0.1; done
-[ -e "$work/daemon/ready" ] || fail "the daemon peer did not start"
+daemon_peer_start "$tpd" "$work/daemon"
 mkdir -p "$work/export/echo-easy/var/run/secrets/kubernetes.io/serviceaccount" "$work/sftp"
 echo "compose-token-$$" >"$work/export/echo-easy/var/run/secrets/kubernetes.io/serviceaccount/token"
 port=$("$SOURCE_DIR/tests/peers/sftp-export" start "$work/export" "$work/sftp")

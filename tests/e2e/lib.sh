@@ -13,6 +13,10 @@
 #   plugin_file NAME PATH           print the host path of PATH inside the plugin's rootfs
 #   plugin_socket NAME SOCKNAME     print /run/docker/plugins/<plugin ID>/<SOCKNAME>
 #   with_deadline SECONDS CMD...    run CMD (an external command, not a function) under timeout
+#   http_get ADDRESS                GET / on port 80 with nc (pass into containers with declare -f)
+#   remove_network NET              disconnect what is attached and remove NET, if it exists
+#   daemon_peer_start CTR STATE [OPTION...]  the Teleroute daemon peer in container CTR's network
+#                                   namespace (port 4039, state STATE, log STATE.log); stopped on exit
 # fail exits the current (sub)shell only: inside $(...) it cannot end the test.
 
 _e2e_ncleanups=0
@@ -108,4 +112,36 @@ with_deadline() {
   timeout --kill-after=5 "$secs" "$@" || rc=$?
   ((rc != 124 && rc != 137)) || echo "deadline of ${secs}s exceeded (timed out or killed): $*" >&2
   return "$rc"
+}
+
+# busybox wget crashes on this kernel; nc is enough for the peers' one-line HTTP answers
+http_get() {
+  printf 'GET / HTTP/1.0\r\n\r\n' | nc "$1" 80
+}
+
+# Retries while Docker is still finishing the endpoints of containers that were just removed.
+remove_network() {
+  (($# == 1)) || fail "usage: remove_network NET"
+  local n=$1 c
+  docker network inspect "$n" >/dev/null 2>&1 || return 0
+  for c in $(docker network inspect -f '{{range $id, $e := .Containers}}{{$id}} {{end}}' "$n"); do
+    docker network disconnect -f "$n" "$c" || true
+  done
+  for _ in 1 2 3 4 5; do
+    docker network rm "$n" >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  docker network rm "$n"
+}
+
+daemon_peer_start() {
+  (($# >= 2)) || fail "usage: daemon_peer_start CONTAINER STATE_DIR [OPTION...]"
+  local ctr=$1 state=$2 peer=$SOURCE_DIR/tests/peers/teleroute-daemon/run
+  shift 2
+  mkdir -p "$state"
+  setsid "$peer" --netns-pid "$(docker inspect -f '{{.State.Pid}}' "$ctr")" --state "$state" --port 4039 "$@" \
+    </dev/null >"$state.log" 2>&1 &
+  on_exit "$peer" stop --state "$state"
+  for _ in $(seq 100); do [ -e "$state/ready" ] && return 0; sleep 0.1; done
+  fail "the daemon peer in $ctr did not start: $(tail -5 "$state.log")"
 }

@@ -9,7 +9,6 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 image=teleplug-test/busybox:latest
 image_arm64=teleplug-test/busybox:arm64
 peer=$SOURCE_DIR/tests/peers/teleroute-daemon/run
-http_get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc "$1" 80; } # busybox wget crashes on this kernel
 work=$(mktemp -d /tmp/registry-e2e.XXXXXX)
 on_exit rm -rf "$work"
 version=$(sed -n 's/^version=//p' "$BUILD_DIR/plugins/release")
@@ -59,12 +58,7 @@ on_exit "$SOURCE_DIR/tests/peers/sftp-export" stop "$work/sftp"
 tpd=$(e2e_name tp-daemon)
 docker run -d --name "$tpd" "$image" sleep 3600 >/dev/null
 on_exit remove_container "$tpd"
-mkdir -p "$work/daemon"
-setsid "$peer" --netns-pid "$(docker inspect -f '{{.State.Pid}}' "$tpd")" --state "$work/daemon" --port 4039 \
-  </dev/null >"$work/daemon.log" 2>&1 &
-on_exit "$peer" stop --state "$work/daemon"
-for _ in $(seq 100); do [ -e "$work/daemon/ready" ] && break; sleep 0.1; done
-[ -e "$work/daemon/ready" ] || fail "the daemon peer did not start: $(tail -5 "$work/daemon.log")"
+daemon_peer_start "$tpd" "$work/daemon"
 daemon_ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$tpd")
 
 # remove_container NAME: NAME goes, if it is still there (cleanup)
@@ -124,13 +118,6 @@ follows_routes() {
   done
   [[ $routes == *"10.250.0.0/16 via"* ]] || fail "the client's routes were not refreshed: $routes"
   docker rm -f "$client" >/dev/null
-}
-
-# remove_network NET: the daemon leaves NET and NET goes, if they are still there (cleanup)
-remove_network() {
-  docker network inspect "$1" >/dev/null 2>&1 || return 0
-  docker network disconnect -f "$1" "$tpd" 2>/dev/null || true
-  docker network rm "$1" >/dev/null
 }
 
 # reach_cluster DRIVER IMAGE [refresh]: a network of DRIVER with the daemon, a client reaching

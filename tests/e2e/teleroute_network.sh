@@ -7,23 +7,6 @@ source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 : "${BUILD_DIR:?BUILD_DIR must name the build directory}" "${SOURCE_DIR:?}"
 image=teleplug-test/busybox:latest
 peer=$SOURCE_DIR/tests/peers/teleroute-daemon/run
-http_get() { printf 'GET / HTTP/1.0\r\n\r\n' | nc "$1" 80; } # busybox wget crashes on this kernel
-
-# Disconnects whatever is still attached, then removes the network, retrying while Docker is
-# still finishing the endpoints of containers that were just removed.
-remove_network() {
-  local n=$1 c
-  docker network inspect "$n" >/dev/null 2>&1 || return 0
-  for c in $(docker network inspect -f '{{range $id, $e := .Containers}}{{$id}} {{end}}' "$n"); do
-    docker network disconnect -f "$n" "$c" || true
-  done
-  for _ in 1 2 3 4 5; do
-    docker network rm "$n" >/dev/null 2>&1 && return 0
-    sleep 1
-  done
-  docker network rm "$n"
-}
-
 work=$(mktemp -d /tmp/tr-e2e.XXXXXX)
 on_exit rm -rf "$work"
 
@@ -39,15 +22,7 @@ tpd=$(e2e_name tr-daemon)
 docker run -d --name "$tpd" "$image" sleep 3600 >/dev/null
 on_exit docker rm -f "$tpd"
 daemon_ip=$(docker inspect -f '{{.NetworkSettings.IPAddress}}' "$tpd")
-start_peer() {
-  setsid "$peer" --netns-pid "$(docker inspect -f '{{.State.Pid}}' "$tpd")" --state "$work/peer" --port 4039 \
-    --ipv6-cluster fd00:96::/64 --ipv6-cluster-addr fd00:96::10/64 </dev/null >"$work/peer.log" 2>&1 &
-  for _ in $(seq 100); do [ -e "$work/peer/ready" ] && return 0; sleep 0.1; done
-  fail "the daemon peer did not start: $(tail -5 "$work/peer.log")"
-}
-mkdir -p "$work/peer"
-start_peer
-on_exit "$peer" stop --state "$work/peer"
+daemon_peer_start "$tpd" "$work/peer" --ipv6-cluster fd00:96::/64 --ipv6-cluster-addr fd00:96::10/64
 
 net=$(e2e_name tr-net)
 docker network create -d "$driver" --internal -o host="$daemon_ip" -o port=4039 "$net" >/dev/null ||
@@ -108,12 +83,7 @@ pass "after docker plugin disable -f / enable the network still takes new client
 tpd6=$(e2e_name tr-daemon6)
 docker run -d --name "$tpd6" "$image" sleep 3600 >/dev/null
 on_exit docker rm -f "$tpd6"
-mkdir -p "$work/peer6"
-setsid "$peer" --netns-pid "$(docker inspect -f '{{.State.Pid}}' "$tpd6")" --state "$work/peer6" --port 4039 \
-  --ipv6-cluster fd00:96::/64 --ipv6-cluster-addr fd00:96::10/64 </dev/null >"$work/peer6.log" 2>&1 &
-on_exit "$peer" stop --state "$work/peer6"
-for _ in $(seq 100); do [ -e "$work/peer6/ready" ] && break; sleep 0.1; done
-[ -e "$work/peer6/ready" ] || fail "the second daemon peer did not start: $(tail -5 "$work/peer6.log")"
+daemon_peer_start "$tpd6" "$work/peer6" --ipv6-cluster fd00:96::/64 --ipv6-cluster-addr fd00:96::10/64
 net6=$(e2e_name tr-net6)
 sub6="fd00:$(printf '%x' $((RANDOM % 65536))):$(printf '%x' $((RANDOM % 65536)))::/64"
 docker network create -d "$driver" --internal --ipv6 --subnet "$sub6" \

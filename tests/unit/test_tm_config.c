@@ -52,6 +52,9 @@ static void the_defaults_are_the_documented_ones(void **state)
   assert_int_equal(cfg.health_timeout_ms, 5000);
   assert_int_equal(cfg.max_conns, 1);
   assert_int_equal(cfg.read_ahead_kb, 1024);
+  char *state_file = tm_config_state_file(&cfg);
+  assert_string_equal(state_file, "/mnt/volumes/.telemount/volumes.json");
+  free(state_file);
 }
 
 static void settings_are_read_from_the_environment(void **state)
@@ -64,6 +67,9 @@ static void settings_are_read_from_the_environment(void **state)
   struct tm_config cfg;
   assert_null(load(&cfg));
   assert_string_equal(cfg.state_dir, "/var/lib/telemount");
+  char *state_file = tm_config_state_file(&cfg);
+  assert_string_equal(state_file, "/var/lib/telemount/volumes.json");
+  free(state_file);
   assert_int_equal(cfg.read_ahead_kb, 0);
   assert_int_equal(cfg.max_conns, 4);
   assert_int_equal(cfg.linger_ms, 250);
