@@ -72,16 +72,6 @@ static size_t volumes_of_export_locked(struct tm_ctx *c, const struct tm_opts *o
   return n;
 }
 
-static const char *conflicting_volume_locked(struct tm_ctx *c, const struct tm_opts *o)
-{
-  for (size_t i = 0; i < c->table.n; i++) {
-    const struct tm_opts *x = &c->table.vols[i]->opts;
-    if (strcmp(x->host, o->host) == 0 && x->port == o->port && x->ro != o->ro)
-      return c->table.vols[i]->name;
-  }
-  return NULL;
-}
-
 /* 1: the same volume exists already; 0: go on; -1: refused. */
 static int check_create_locked(struct tm_ctx *c, const char *name, const struct tm_opts *o, plg_error_t *err)
 {
@@ -92,12 +82,25 @@ static int check_create_locked(struct tm_ctx *c, const char *name, const struct 
     cleanup_free char *have = tm_opts_describe(&v->opts);
     return plg_error_make(err, 0, "volume \"%s\" already exists with other options (%s)", name, have);
   }
-  const char *other = conflicting_volume_locked(c, o);
-  if (other != NULL || tm_mounts_conflict(c->mounts, o))
-    return plg_error_make(err, 0,
-                          "%s:%d is already mounted %s (volume \"%s\"); the same host and port cannot be "
-                          "mounted read-only and writable at once",
-                          o->host, o->port, o->ro ? "writable" : "read-only", other ? other : "?");
+  return 0;
+}
+
+/* Takes NAME out of the table for good, but only once the table without it is saved: memory and
+ * disk never disagree. The last volume of an export stops its sshfs (outside the lock). Called
+ * with the lock held; returns with it held. */
+static int take_and_save_locked(struct tm_ctx *c, const char *name, plg_error_t *err)
+{
+  struct tm_volume *v = tm_table_take(&c->table, name);
+  if (save_locked(c, err) < 0) {
+    tm_table_put(&c->table, v);
+    return -1;
+  }
+  size_t users = volumes_of_export_locked(c, &v->opts);
+  pthread_mutex_unlock(&c->lock);
+  if (users == 0)
+    tm_mounts_release(c->mounts, &v->opts);
+  tm_volume_free(v);
+  pthread_mutex_lock(&c->lock);
   return 0;
 }
 
@@ -168,16 +171,10 @@ static int handle_remove(void *ctx, json_t *req, json_t **reply, plg_error_t *er
   }
   if (v->n_ids > 0)
     plg_warn("removing volume %s with %zu mount(s) Docker never unmounted", name, v->n_ids);
-  struct tm_opts o;
-  tm_opts_copy(&o, &v->opts);
-  tm_table_remove(&c->table, name);
-  int rc = save_locked(c, err);
-  size_t users = volumes_of_export_locked(c, &o);
+  int rc = take_and_save_locked(c, name, err);
   pthread_mutex_unlock(&c->lock);
-  if (users == 0)
-    tm_mounts_release(c->mounts, &o);
-  plg_info("removed volume %s", name);
-  tm_opts_clear(&o);
+  if (rc == 0)
+    plg_info("removed volume %s", name);
   return rc;
 }
 
@@ -257,12 +254,45 @@ static json_t *volume_json_locked(struct tm_ctx *c, const struct tm_volume *v, b
   return j;
 }
 
+/* The rule that lets Telepresence reuse a name (tm_silence_is_final): Docker asks Get before it
+ * creates a volume, also when an older plugin holds the name, and reuses what Get still finds.
+ * Only local state is let go; the server is never touched. */
+static void drop_if_forgotten(struct tm_ctx *c, const char *name)
+{
+  struct tm_opts o;
+  pthread_mutex_lock(&c->lock);
+  struct tm_volume *v = tm_table_find(&c->table, name);
+  bool candidate = v != NULL && v->n_ids == 0;
+  if (candidate)
+    tm_opts_copy(&o, &v->opts);
+  pthread_mutex_unlock(&c->lock);
+  if (!candidate)
+    return;
+  int64_t silent_ms = 0;
+  bool gone = tm_mounts_server_gone(c->mounts, &o, &silent_ms);
+  pthread_mutex_lock(&c->lock);
+  v = tm_table_find(&c->table, name);
+  plg_error_t err = NULL;
+  if (gone && v != NULL && v->n_ids == 0 && tm_opts_equal(&v->opts, &o)) {
+    if (take_and_save_locked(c, name, &err) == 0)
+      plg_info("let go of volume %s: no container uses it and %s:%d has not answered for %lld ms "
+               "(DISCONNECTED_LINGER_TIME %lld ms); its name is free again",
+               name, o.host, o.port, (long long)silent_ms, (long long)c->cfg.linger_ms);
+    else
+      plg_warn("keeping volume %s, whose server is gone: %s", name, err->msg);
+  }
+  pthread_mutex_unlock(&c->lock);
+  plg_error_release(&err);
+  tm_opts_clear(&o);
+}
+
 static int handle_get(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
 {
   struct tm_ctx *c = ctx;
   const char *name;
   if (request_name(req, &name, err) < 0)
     return -1;
+  drop_if_forgotten(c, name);
   pthread_mutex_lock(&c->lock);
   struct tm_volume *v = tm_table_find(&c->table, name);
   if (v != NULL)

@@ -8,6 +8,7 @@
 #include "tm_net.h"
 #include "tm_sshfs.h"
 #include "tm_stat.h"
+#include "tm_table.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -38,6 +39,7 @@ struct mount {
   bool lost_while_starting;
   char *last_error;
   int64_t lost_at;
+  int64_t silent_since; /* since when the server has not answered; 0: it answers, or nobody asked */
   int64_t next_health;
   struct tm_stat_probe *probe;
   unsigned health_seq;
@@ -84,7 +86,7 @@ static struct mount *get_mount(struct tm_mounts *m, const struct tm_opts *o)
   mt->kind = o->host_kind;
   mt->port = o->port;
   mt->ro = o->ro;
-  mt->root = tm_mount_root(m->cfg.mount_root, o->host, o->port);
+  mt->root = tm_mount_root(m->cfg.mount_root, o->host, o->port, o->ro);
   mt->next = m->list;
   m->list = mt;
   return mt;
@@ -95,6 +97,8 @@ static void mark_lost(struct mount *mt, const char *why)
   mt->state = M_LOST;
   mt->needs_teardown = true;
   mt->lost_at = plg_now_ms();
+  if (mt->silent_since == 0)
+    mt->silent_since = mt->lost_at;
   set_error(mt, why);
   plg_warn("%s:%d lost: %s", mt->host, mt->port, why);
 }
@@ -155,6 +159,15 @@ static int connect_slave(struct mount *mt, const struct tm_addr *addr, int timeo
   return fd;
 }
 
+/* The server did not answer a probe: its silence starts now unless it started earlier. */
+static void note_silence(struct tm_mounts *m, struct mount *mt)
+{
+  pthread_mutex_lock(&m->lock);
+  if (mt->silent_since == 0)
+    mt->silent_since = plg_now_ms();
+  pthread_mutex_unlock(&m->lock);
+}
+
 /* Probes the host until it answers or the deadline passes: within the linger time after a
  * disconnect, a Mount waits for a daemon that is restarting its port forward. */
 static int probe_host(struct tm_mounts *m, struct mount *mt, int64_t retry_until, int per_try_ms,
@@ -166,6 +179,7 @@ static int probe_host(struct tm_mounts *m, struct mount *mt, int64_t retry_until
     if (tm_net_probe(mt->host, mt->port, per_try_ms, addr, &try_err) == 0)
       return 0;
     if (plg_now_ms() + 250 >= retry_until || m->stopping) {
+      note_silence(m, mt);
       *err = try_err;
       return -1;
     }
@@ -261,6 +275,7 @@ static int ensure_mounted_locked(struct tm_mounts *m, struct mount *mt, plg_erro
     } else if (rc == 0) {
       mt->sshfs = s;
       mt->state = M_MOUNTED;
+      mt->silent_since = 0;
       mt->next_health = plg_now_ms() + m->cfg.health_interval_ms;
       set_error(mt, NULL);
       plg_info("mounted %s:%d%s at %s (sshfs pid %d)", mt->host, mt->port, mt->ro ? " read-only" : "",
@@ -276,7 +291,7 @@ static int ensure_mounted_locked(struct tm_mounts *m, struct mount *mt, plg_erro
 
 char *tm_mounts_volume_path(struct tm_mounts *m, const struct tm_opts *o)
 {
-  cleanup_free char *root = tm_mount_root(m->cfg.mount_root, o->host, o->port);
+  cleanup_free char *root = tm_mount_root(m->cfg.mount_root, o->host, o->port, o->ro);
   return tm_volume_path(root, o);
 }
 
@@ -325,15 +340,6 @@ int tm_mounts_ensure(struct tm_mounts *m, const struct tm_opts *o, char **mountp
   return 0;
 }
 
-bool tm_mounts_conflict(struct tm_mounts *m, const struct tm_opts *o)
-{
-  pthread_mutex_lock(&m->lock);
-  struct mount *other = find_mount(m, o->host, o->port, !o->ro);
-  bool busy = other != NULL && other->state != M_IDLE && other->state != M_ERROR;
-  pthread_mutex_unlock(&m->lock);
-  return busy;
-}
-
 void tm_mounts_release(struct tm_mounts *m, const struct tm_opts *o)
 {
   pthread_mutex_lock(&m->lock);
@@ -370,6 +376,48 @@ void tm_mounts_status(struct tm_mounts *m, const struct tm_opts *o, json_t *stat
   pthread_mutex_unlock(&m->lock);
 }
 
+/* True while MT is mounted and not known to be lost, or being mounted: its server answers, as far
+ * as anyone knows without asking. */
+static bool believed_up_locked(const struct mount *mt)
+{
+  return (mt->state == M_MOUNTED && !mt->needs_teardown) || mt->state == M_STARTING;
+}
+
+bool tm_mounts_server_gone(struct tm_mounts *m, const struct tm_opts *o, int64_t *silent_ms)
+{
+  pthread_mutex_lock(&m->lock);
+  struct mount *mt = get_mount(m, o);
+  for (;;) {
+    if (believed_up_locked(mt) || m->stopping)
+      break;
+    pthread_mutex_unlock(&m->lock);
+    struct tm_addr addr;
+    plg_error_t err = NULL;
+    bool answered = tm_net_probe(mt->host, mt->port, (int)m->cfg.ping_timeout_ms, &addr, &err) == 0;
+    plg_error_release(&err);
+    pthread_mutex_lock(&m->lock);
+    int64_t now = plg_now_ms();
+    if (answered) {
+      mt->silent_since = 0;
+      break;
+    }
+    if (mt->silent_since == 0)
+      mt->silent_since = now;
+    if (tm_silence_is_final(mt->silent_since, now, m->cfg.linger_ms)) {
+      *silent_ms = now - mt->silent_since;
+      pthread_mutex_unlock(&m->lock);
+      return true;
+    }
+    /* within the linger time a restarting port forward may come back: ask again shortly */
+    int64_t wait = mt->silent_since + m->cfg.linger_ms - now;
+    struct timespec ts;
+    timespec_in(&ts, wait < 250 ? wait : 250);
+    pthread_cond_timedwait(&m->changed, &m->lock, &ts);
+  }
+  pthread_mutex_unlock(&m->lock);
+  return false;
+}
+
 /* A check through the mount: a name that cannot be cached (a new one each time) forces sshfs to
  * ask the server. No answer within HEALTH_CHECK_TIMEOUT means the server froze. */
 static void check_health_locked(struct tm_mounts *m, struct mount *mt, int64_t now)
@@ -379,6 +427,7 @@ static void check_health_locked(struct tm_mounts *m, struct mount *mt, int64_t n
     if (tm_stat_probe_wait(mt->probe, 0, &e, NULL)) {
       tm_stat_probe_release(mt->probe);
       mt->probe = NULL;
+      mt->silent_since = 0;
       mt->next_health = now + m->cfg.health_interval_ms;
     } else if (now - tm_stat_probe_started(mt->probe) > m->cfg.health_timeout_ms) {
       cleanup_free char *why = xasprintf("the SFTP server stopped answering (no reply through the mount "

@@ -20,12 +20,16 @@ void tm_mounts_free(struct tm_mounts *m);
  * mountpoint once the remote directory is reachable. Fails with the address and the cause. */
 int tm_mounts_ensure(struct tm_mounts *m, const struct tm_opts *o, char **mountpoint, plg_error_t *err);
 
-/* True when the export of O (host, port) is in use with the other read-only flag. */
-bool tm_mounts_conflict(struct tm_mounts *m, const struct tm_opts *o);
-
 /* The last volume of O's export is gone: stop its sshfs and remove the plugin's own empty
  * directories (never recursively, never while anything is mounted there). */
 void tm_mounts_release(struct tm_mounts *m, const struct tm_opts *o);
+
+/* True when the server of O's export has stopped answering for good: it did not answer for longer
+ * than DISCONNECTED_LINGER_TIME (*SILENT_MS says how long). A server that is mounted and not known
+ * to be lost counts as answering without being asked; otherwise it is probed (HOST_PING_TIMEOUT),
+ * and while its silence is shorter than the linger time it is probed again until it answers or
+ * the linger time is over, so the wait is at most DISCONNECTED_LINGER_TIME. */
+bool tm_mounts_server_gone(struct tm_mounts *m, const struct tm_opts *o, int64_t *silent_ms);
 
 /* The volume's mountpoint path (whether or not it is mounted now). */
 char *tm_mounts_volume_path(struct tm_mounts *m, const struct tm_opts *o);

@@ -117,6 +117,13 @@ int tm_host_parse(const char *text, char **normalised, enum tm_host_kind *kind, 
     *normalised = xstrdup(inet_ntop(AF_INET, addr, buf, sizeof buf));
     return 0;
   }
+  if (inet_pton(AF_INET6, bare, addr) == 1 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+    /* Telepresence sends the daemon's IPv4 address in this form on IPv6-only networks; as the
+     * IPv4 address it also works on hosts booted without IPv6. */
+    *kind = TM_HOST_IPV4;
+    *normalised = xstrdup(inet_ntop(AF_INET, addr + 12, buf, sizeof buf));
+    return 0;
+  }
   if (inet_pton(AF_INET6, bare, addr) == 1) {
     *kind = TM_HOST_IPV6;
     *normalised = xstrdup(inet_ntop(AF_INET6, addr, buf, sizeof buf));
@@ -251,10 +258,10 @@ char *tm_safe_host(const char *host)
   return safe;
 }
 
-char *tm_mount_root(const char *base, const char *host, int port)
+char *tm_mount_root(const char *base, const char *host, int port, bool ro)
 {
   cleanup_free char *safe = tm_safe_host(host);
-  return xasprintf("%s/%s/%d", base, safe, port);
+  return xasprintf("%s/%s/%d%s", base, safe, port, ro ? "-ro" : "");
 }
 
 char *tm_volume_path(const char *mount_root, const struct tm_opts *o)

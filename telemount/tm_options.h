@@ -33,15 +33,17 @@ bool tm_opts_equal(const struct tm_opts *a, const struct tm_opts *b);
 /* "container=echo-easy dir=var/run host=localhost port=34439 ro=false", for messages. */
 char *tm_opts_describe(const struct tm_opts *o);
 
-/* Host syntax: an IPv4 or IPv6 literal (brackets allowed) or a plain DNS name. */
+/* Host syntax: an IPv4 or IPv6 literal (brackets allowed) or a plain DNS name. An IPv4-mapped
+ * IPv6 address ("::ffff:172.17.0.2") is the IPv4 address. */
 int tm_host_parse(const char *text, char **normalised, enum tm_host_kind *kind, plg_error_t *err);
 
 /* The remote directory: "/tel_app_exports/<container>[/<dir>]". */
 char *tm_remote_dir(const struct tm_opts *o);
 /* A host as a directory name: only [A-Za-z0-9_.-] ("::1" -> "__1"). */
 char *tm_safe_host(const char *host);
-/* Where the sshfs of HOST:PORT is mounted: "<base>/<safe host>/<port>". */
-char *tm_mount_root(const char *base, const char *host, int port);
+/* Where the sshfs of HOST:PORT is mounted: "<base>/<safe host>/<port>", or "<port>-ro" for the
+ * read-only one: read-only and writable volumes of one port are served by two sshfs. */
+char *tm_mount_root(const char *base, const char *host, int port, bool ro);
 /* A volume's mountpoint inside its sshfs mount: "<mount root>/<container>[/<dir>]". */
 char *tm_volume_path(const char *mount_root, const struct tm_opts *o);
 

@@ -19,7 +19,7 @@ void tm_table_init(struct tm_table *t)
   memset(t, 0, sizeof *t);
 }
 
-static void volume_free(struct tm_volume *v)
+void tm_volume_free(struct tm_volume *v)
 {
   free(v->name);
   tm_opts_clear(&v->opts);
@@ -33,7 +33,7 @@ static void volume_free(struct tm_volume *v)
 void tm_table_clear(struct tm_table *t)
 {
   for (size_t i = 0; i < t->n; i++)
-    volume_free(t->vols[i]);
+    tm_volume_free(t->vols[i]);
   free(t->vols);
   tm_table_init(t);
 }
@@ -44,6 +44,15 @@ struct tm_volume *tm_table_find(const struct tm_table *t, const char *name)
     if (strcmp(t->vols[i]->name, name) == 0)
       return t->vols[i];
   return NULL;
+}
+
+static void append(struct tm_table *t, struct tm_volume *v)
+{
+  if (t->n == t->cap) {
+    t->cap = t->cap ? t->cap * 2 : 16;
+    t->vols = xrealloc(t->vols, t->cap * sizeof *t->vols);
+  }
+  t->vols[t->n++] = v;
 }
 
 static char *now_rfc3339(void)
@@ -63,24 +72,38 @@ struct tm_volume *tm_table_add(struct tm_table *t, const char *name, const struc
   v->name = xstrdup(name);
   tm_opts_copy(&v->opts, opts);
   v->created_at = created_at != NULL ? xstrdup(created_at) : now_rfc3339();
-  if (t->n == t->cap) {
-    t->cap = t->cap ? t->cap * 2 : 16;
-    t->vols = xrealloc(t->vols, t->cap * sizeof *t->vols);
-  }
-  t->vols[t->n++] = v;
+  append(t, v);
   return v;
 }
 
-void tm_table_remove(struct tm_table *t, const char *name)
+struct tm_volume *tm_table_take(struct tm_table *t, const char *name)
 {
   for (size_t i = 0; i < t->n; i++) {
     if (strcmp(t->vols[i]->name, name) != 0)
       continue;
-    volume_free(t->vols[i]);
+    struct tm_volume *v = t->vols[i];
     memmove(&t->vols[i], &t->vols[i + 1], (t->n - i - 1) * sizeof *t->vols);
     t->n--;
-    return;
+    return v;
   }
+  return NULL;
+}
+
+void tm_table_put(struct tm_table *t, struct tm_volume *v)
+{
+  append(t, v);
+}
+
+void tm_table_remove(struct tm_table *t, const char *name)
+{
+  struct tm_volume *v = tm_table_take(t, name);
+  if (v != NULL)
+    tm_volume_free(v);
+}
+
+bool tm_silence_is_final(int64_t silent_since, int64_t now, int64_t linger_ms)
+{
+  return silent_since > 0 && now - silent_since > linger_ms;
 }
 
 bool tm_volume_add_id(struct tm_volume *v, const char *id)

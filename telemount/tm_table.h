@@ -9,6 +9,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct tm_volume {
   char *name;
@@ -32,6 +33,17 @@ struct tm_volume *tm_table_find(const struct tm_table *t, const char *name);
 struct tm_volume *tm_table_add(struct tm_table *t, const char *name, const struct tm_opts *opts,
                                const char *created_at);
 void tm_table_remove(struct tm_table *t, const char *name);
+/* Takes NAME out of the table without freeing it (NULL when absent), so that a failed save can
+ * put it back with tm_table_put; tm_volume_free frees it for good. */
+struct tm_volume *tm_table_take(struct tm_table *t, const char *name);
+void tm_table_put(struct tm_table *t, struct tm_volume *v);
+void tm_volume_free(struct tm_volume *v);
+
+/* Telepresence names volumes <container>-<i> and creates the same names again, with a new port,
+ * in its next intercept; Docker reuses a volume its driver still knows without passing the new
+ * options. So a volume that no container holds is let go once its server has been silent
+ * (SILENT_SINCE, 0 = it answers) for longer than the linger time. */
+bool tm_silence_is_final(int64_t silent_since, int64_t now, int64_t linger_ms);
 
 /* Set semantics: adding a present ID or removing an absent one changes nothing. */
 bool tm_volume_add_id(struct tm_volume *v, const char *id);

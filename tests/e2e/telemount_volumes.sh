@@ -74,9 +74,24 @@ fi
 [ ! -e "$work/export/echo-easy/config/ro.txt" ] || fail "a read-only volume changed the export"
 got=$(with_deadline 60 docker run --rm -v "$v3:/app" "$image" cat /app/config/app.conf)
 [ "$got" = greeting=hello ] || fail "read-only volume read gave '$got'"
-expect_fail_with "cannot be mounted read-only and writable at once" \
-  docker volume create -d "$tm" -o container=echo-easy -o port="$port2" -o host=127.0.0.1 "$(e2e_name tm-conflict)"
-pass "a read-only volume refuses writes; mixing ro and rw on one export is refused"
+pass "a read-only volume refuses writes"
+
+# Telepresence makes one volume per mount path, all on one host:port, with ro=true only on the
+# read-only ones (telepresence pkg/client/docker/volume.go: CreateVolumes, VolumeDriverOpts).
+v3w=$(e2e_name tm-rw-beside-ro)
+new_volume "$v3w" container=echo-easy port="$port2" host=127.0.0.1 dir=config
+with_deadline 60 docker run --rm -v "$v3w:/c" "$image" sh -c 'echo beside-ro >/c/beside.txt'
+[ "$(cat "$work/export/echo-easy/config/beside.txt")" = beside-ro ] || fail "the writable volume beside a read-only one did not write"
+if with_deadline 60 docker run --rm -v "$v3:/app" "$image" sh -c 'echo x >/app/config/ro2.txt' 2>/dev/null; then
+  fail "the read-only volume became writable beside a writable one"
+fi
+[ ! -e "$work/export/echo-easy/config/ro2.txt" ] || fail "the read-only volume changed the export"
+ro_mnt=/var/lib/docker/plugins/$(docker plugin inspect -f '{{.Id}}' "$tm")/propagated-mount/127.0.0.1/$port2-ro
+ro_opts=$(awk -v p="$ro_mnt" '$5 == p { print $6 }' /proc/self/mountinfo)
+[[ ,$ro_opts, == *,ro,* ]] || fail "the read-only export is not a read-only mount: '$ro_opts' at $ro_mnt"
+[ "$(sshfs_count "$port2")" = 2 ] || fail "a read-only and a writable export of one port should be two sshfs: $(pgrep -a sshfs)"
+docker volume rm "$v3w" >/dev/null
+pass "read-only and writable volumes of one host:port coexist; the read-only one is a read-only mount"
 
 # IPv6: Debian's sshfs cannot use directport with IPv6, so the plugin dials and uses slave mode
 port6=$(mkdir -p "$work/peer6" && "$peer" start "$work/export" "$work/peer6" --bind ::1)

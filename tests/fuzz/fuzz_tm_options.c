@@ -14,7 +14,7 @@ static void check_contained(const struct tm_opts *o)
   if (strncmp(remote, TM_EXPORT_ROOT "/", strlen(TM_EXPORT_ROOT) + 1) != 0 || strstr(remote, "/../") != NULL ||
       strstr(remote, "/./") != NULL || strcmp(remote + strlen(remote) - 3, "/..") == 0)
     abort();
-  char *root = tm_mount_root("/mnt/volumes", o->host, o->port);
+  char *root = tm_mount_root("/mnt/volumes", o->host, o->port, o->ro);
   char *path = tm_volume_path(root, o);
   if (strstr(path, "/../") != NULL || strncmp(path, "/mnt/volumes/", 13) != 0 || o->host[0] == '-')
     abort();

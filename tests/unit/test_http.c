@@ -3,6 +3,7 @@
 #include "plg_util.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -123,4 +124,16 @@ char *test_tmpdir(void)
     return NULL;
   }
   return dir;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+  (void)st;
+  (void)ftw;
+  return type == FTW_DP ? rmdir(path) : unlink(path);
+}
+
+int test_rmtree(const char *dir)
+{
+  return nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }

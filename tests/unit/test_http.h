@@ -24,5 +24,7 @@ void test_reply_free(struct test_reply *reply);
 
 /* A fresh temporary directory (mkdtemp) that the caller removes. */
 char *test_tmpdir(void);
+/* Removes DIR and everything below it (without following links); 0 on success. */
+int test_rmtree(const char *dir);
 
 #endif

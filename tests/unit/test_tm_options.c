@@ -158,6 +158,29 @@ static void ipv6_hosts_are_normalised(void **state)
   tm_opts_clear(&o);
 }
 
+/* Telepresence's client (pkg/client/docker/volume.go: VolumeDriverOpts) sends
+ * hostPort.Addr().String(); for an IPv6-only daemon network the daemon's IPv4 address arrives
+ * IPv4-mapped (pkg/client/docker/teleroute/network.go: netip.AddrFrom16). */
+static void ipv4_mapped_hosts_are_the_ipv4_address(void **state)
+{
+  (void)state;
+  const char *forms[] = {"::ffff:172.17.0.2", "[::ffff:172.17.0.2]", "::FFFF:AC11:0002",
+                         "0:0:0:0:0:ffff:ac11:2"};
+  for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+    struct tm_opts o;
+    cleanup_free char *j = xasprintf("{\"container\":\"c\",\"port\":\"1\",\"host\":\"%s\"}", forms[i]);
+    assert_null(parse(j, &o));
+    assert_string_equal(o.host, "172.17.0.2");
+    assert_int_equal(o.host_kind, TM_HOST_IPV4);
+    tm_opts_clear(&o);
+  }
+  struct tm_opts o; /* only the mapped form: an IPv4-compatible or other IPv6 address stays IPv6 */
+  assert_null(parse("{\"container\":\"c\",\"port\":\"1\",\"host\":\"::172.17.0.2\"}", &o));
+  assert_string_equal(o.host, "::172.17.0.2");
+  assert_int_equal(o.host_kind, TM_HOST_IPV6);
+  tm_opts_clear(&o);
+}
+
 static void volume_names_follow_dockers_rule(void **state)
 {
   (void)state;
@@ -178,8 +201,10 @@ static void paths_are_built_from_safe_parts(void **state)
   (void)state;
   cleanup_free char *safe = tm_safe_host("fd00::1");
   assert_string_equal(safe, "fd00__1");
-  cleanup_free char *root = tm_mount_root("/mnt/volumes", "172.17.0.2", 34439);
+  cleanup_free char *root = tm_mount_root("/mnt/volumes", "172.17.0.2", 34439, false);
   assert_string_equal(root, "/mnt/volumes/172.17.0.2/34439");
+  cleanup_free char *ro_root = tm_mount_root("/mnt/volumes", "172.17.0.2", 34439, true);
+  assert_string_equal(ro_root, "/mnt/volumes/172.17.0.2/34439-ro");
   struct tm_opts o;
   assert_null(parse("{\"container\":\"echo\",\"port\":\"1\",\"dir\":\"var/run\"}", &o));
   cleanup_free char *path = tm_volume_path(root, &o);
@@ -294,6 +319,7 @@ int main(void)
       cmocka_unit_test(dir_is_normalised_to_a_relative_path),
       cmocka_unit_test(hosts_must_be_addresses_or_plain_names),
       cmocka_unit_test(ipv6_hosts_are_normalised),
+      cmocka_unit_test(ipv4_mapped_hosts_are_the_ipv4_address),
       cmocka_unit_test(volume_names_follow_dockers_rule),
       cmocka_unit_test(paths_are_built_from_safe_parts),
       cmocka_unit_test(options_compare_and_describe),
