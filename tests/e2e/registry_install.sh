@@ -40,6 +40,28 @@ done
   fail "publish left local copies of the plugins"
 pass "publish pushed telemount and teleroute with the tags amd64-$version, amd64, arm64-$version, arm64, latest"
 
+# Telepresence sends ro=true only to a volume plugin whose reference carries a version of at least
+# 0.1.6 after its last '-'; below that it drops ro=true with a warning and read-only mounts become
+# writable (telepresence pkg/client/docker/volume.go: VolumeDriverOpts, parsePluginSemver; the tag
+# is parsed strictly by github.com/blang/semver/v4, and a tag that does not parse keeps ro=true).
+client_version() { # the version the client reads from a plugin reference, or "none"
+  python3 - "$1" <<'PY'
+import re, sys
+ref = sys.argv[1]
+i = ref.rfind("-")
+m = re.fullmatch(r"(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(\+[0-9A-Za-z.-]+)?", ref[i + 1:]) if i > 0 else None
+print(".".join(m.groups()[:3]) if m else "none")
+PY
+}
+for a in amd64 arm64; do
+  ref=$dest/telemount:$a-$version
+  got=$(client_version "$ref")
+  [[ $got == "$version" ]] || fail "Telepresence reads the version '$got' from $ref, not $version"
+  python3 -c 'import sys; v = tuple(map(int, sys.argv[1].split("."))); sys.exit(0 if v >= (0, 1, 6) else 1)' "$got" ||
+    fail "Telepresence would drop ro=true for $ref: its version $got is below 0.1.6"
+done
+pass "Telepresence reads version $version (>= 0.1.6) from the published references and keeps ro=true"
+
 # published sizes: the compressed layers of each manifest
 size_of() {
   curl -fsS -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
