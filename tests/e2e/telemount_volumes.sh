@@ -104,6 +104,18 @@ pgrep -f -- "-o slave localhost:/tel_app_exports" >/dev/null || fail "the IPv6 m
 docker volume rm "$v6" >/dev/null
 pass "an IPv6 host is mounted through a socket the plugin dialled (slave mode)"
 
+# For an IPv6-only daemon network Telepresence sends the daemon's IPv4 address IPv4-mapped
+# (telepresence pkg/client/docker/teleroute/network.go: netip.AddrFrom16); it is the IPv4 address,
+# reached with directport, so hosts booted without IPv6 work too.
+vm=$(e2e_name tm-mapped)
+new_volume "$vm" container=echo-easy port="$port" host=::ffff:127.0.0.1 dir=config
+got=$(with_deadline 60 docker run --rm -v "$vm:/c" "$image" cat /c/app.conf)
+[ "$got" = greeting=hello ] || fail "read through an IPv4-mapped host gave '$got'"
+[ "$(docker volume inspect -f '{{.Status.host}}' "$vm")" = 127.0.0.1 ] || fail "the IPv4-mapped host was not taken as 127.0.0.1"
+pgrep -f -- "-o directport=$port 127.0.0.1:/tel_app_exports" >/dev/null || fail "the IPv4-mapped host is not mounted over IPv4"
+docker volume rm "$vm" >/dev/null
+pass "an IPv4-mapped host (::ffff:127.0.0.1) is its IPv4 address"
+
 # Docker skips Create when Get knows the name, so ask the plugin directly
 sock=$(plugin_socket "$tm" telemount.sock)
 reply=$(curl -sS --max-time 30 --unix-socket "$sock" -X POST http://plugin/VolumeDriver.Create \
