@@ -20,9 +20,15 @@
 #include <unistd.h>
 
 #define WATCHDOG_TICK_MS 200
+/* how often a mount whose server stopped answering is checked again: its return is noticed (and
+ * sshfs made to redial) within this time, even when no container touches the mount */
+#define RECONNECT_CHECK_MS 1000
 
-enum mount_state { M_IDLE, M_STARTING, M_MOUNTED, M_LOST, M_ERROR };
-static const char *const state_names[] = {"idle", "mounting", "mounted", "disconnected", "error"};
+/* RECONNECTING: the FUSE mount lives but the server does not answer; sshfs redials on each access.
+ * LOST: sshfs is gone and the mount with it; a new Mount starts it again. */
+enum mount_state { M_IDLE, M_STARTING, M_MOUNTED, M_RECONNECTING, M_LOST, M_ERROR };
+static const char *const state_names[] = {"idle",         "mounting",     "mounted",
+                                          "reconnecting", "disconnected", "error"};
 
 struct mount {
   /* immutable after creation */
@@ -92,6 +98,31 @@ static struct mount *get_mount(struct tm_mounts *m, const struct tm_opts *o)
   return mt;
 }
 
+/* The server stopped answering but sshfs lives on and redials: the mount stays for the containers
+ * that hold it, and they get errors, not hangs, until the server is back. */
+static void mark_reconnecting(struct mount *mt, const char *why)
+{
+  if (mt->state != M_MOUNTED)
+    return;
+  mt->state = M_RECONNECTING;
+  if (mt->silent_since == 0)
+    mt->silent_since = plg_now_ms();
+  mt->next_health = plg_now_ms(); /* look again at once: the server may already be back */
+  set_error(mt, why);
+  plg_warn("%s:%d stopped answering: %s; sshfs redials on the next access", mt->host, mt->port, why);
+}
+
+static void mark_answering(struct mount *mt)
+{
+  if (mt->state == M_RECONNECTING)
+    plg_info("%s:%d answers again, after %lld ms: the mount serves again", mt->host, mt->port,
+             (long long)(plg_now_ms() - mt->silent_since));
+  if (mt->state == M_RECONNECTING)
+    mt->state = M_MOUNTED;
+  mt->silent_since = 0;
+  set_error(mt, NULL);
+}
+
 static void mark_lost(struct mount *mt, const char *why)
 {
   mt->state = M_LOST;
@@ -105,17 +136,37 @@ static void mark_lost(struct mount *mt, const char *why)
 
 /* Runs on plg_proc's reaper thread or on sshfs's stderr reader: record and signal only; the
  * watchdog does the tearing down. */
-static void on_lost(void *arg, const char *why)
+static void on_sshfs_event(void *arg, enum tm_sshfs_event ev, const char *why)
 {
   struct mount *mt = arg;
   struct tm_mounts *m = mt->owner;
   pthread_mutex_lock(&m->lock);
-  if (mt->state == M_MOUNTED)
+  if (ev == TM_SSHFS_DISCONNECTED)
+    mark_reconnecting(mt, why);
+  else if (mt->state == M_MOUNTED || mt->state == M_RECONNECTING)
     mark_lost(mt, why);
   else if (mt->state == M_STARTING)
     mt->lost_while_starting = true;
   pthread_cond_broadcast(&m->changed);
   pthread_mutex_unlock(&m->lock);
+}
+
+/* A server that froze never ends the connection by itself: cut it, so that requests waiting on it
+ * fail at once and sshfs redials on the next access. Where cutting is not possible (no
+ * pidfd_getfd), sshfs is killed instead, as the only way to free the readers. */
+static void break_off_locked(struct mount *mt, const char *why)
+{
+  plg_error_t err = NULL;
+  int cut = mt->sshfs != NULL ? tm_sshfs_cut(mt->sshfs, &err) : 0;
+  if (cut < 0) {
+    cleanup_free char *lost =
+        xasprintf("%s; cannot cut sshfs's connection (%s), so sshfs is stopped", why, err->msg);
+    plg_error_release(&err);
+    mark_lost(mt, lost);
+    return;
+  }
+  plg_debug("%s:%d: cut %d connection(s) of sshfs", mt->host, mt->port, cut);
+  mark_reconnecting(mt, why);
 }
 
 /* Called with the lock held; drops it while sshfs is killed and its mount removed. Killing at
@@ -147,16 +198,6 @@ static void remove_local_dirs(struct mount *mt)
   cleanup_free char *host_dir = plg_fs_dirname(mt->root);
   if (!tm_is_mounted(host_dir, NULL, 0))
     rmdir(host_dir); /* fails harmlessly while another port of this host is in use */
-}
-
-static int connect_slave(struct mount *mt, const struct tm_addr *addr, int timeout_ms, plg_error_t *err)
-{
-  if (addr->family != AF_INET6)
-    return -1;
-  int fd = tm_net_connect(addr, timeout_ms, err);
-  if (fd < 0)
-    return plg_error_wrap(err, "%s:%d", mt->host, mt->port);
-  return fd;
 }
 
 /* The server did not answer a probe: its silence starts now unless it started earlier. */
@@ -224,13 +265,9 @@ static int start_unlocked(struct tm_mounts *m, struct mount *mt, bool was_lost, 
     remove_local_dirs(mt);
     return -1;
   }
-  cleanup_close int slave = connect_slave(mt, &addr, per_try, err);
-  if (slave < 0 && addr.family == AF_INET6) {
-    remove_local_dirs(mt);
-    return -1;
-  }
-  struct tm_sshfs_params p = {c->sshfs, &addr, mt->port, mt->ro, mt->root, c->max_conns, slave};
-  if (tm_sshfs_start(&p, (int)c->mount_timeout_ms, on_lost, mt, out, err) < 0) {
+  struct tm_sshfs_params p = {
+      c->sshfs, &addr, mt->port, mt->ro, mt->root, c->max_conns, (int)c->connect_timeout_ms, 0};
+  if (tm_sshfs_start(&p, (int)c->mount_timeout_ms, on_sshfs_event, mt, out, err) < 0) {
     remove_local_dirs(mt);
     return plg_error_wrap(err, "mounting %s:%d", mt->host, mt->port);
   }
@@ -238,7 +275,22 @@ static int start_unlocked(struct tm_mounts *m, struct mount *mt, bool was_lost, 
   return 0;
 }
 
-/* Brings MT to MOUNTED, or fails. Called and returns with the lock held. */
+/* A mount whose server stopped answering: within the linger time a restarting port forward may
+ * come back, so the host is probed until then. Drops the lock while it probes. */
+static int await_server_locked(struct tm_mounts *m, struct mount *mt, plg_error_t *err)
+{
+  int64_t now = plg_now_ms();
+  int64_t since = mt->silent_since != 0 ? mt->silent_since : now;
+  int64_t retry_until = now - since < m->cfg.linger_ms ? since + m->cfg.linger_ms : now;
+  pthread_mutex_unlock(&m->lock);
+  struct tm_addr addr;
+  int rc = probe_host(m, mt, retry_until, (int)m->cfg.ping_timeout_ms, &addr, err);
+  pthread_mutex_lock(&m->lock);
+  return rc;
+}
+
+/* Brings MT to MOUNTED (or RECONNECTING with a server that answers again), or fails. Called and
+ * returns with the lock held. */
 static int ensure_mounted_locked(struct tm_mounts *m, struct mount *mt, plg_error_t *err)
 {
   struct timespec wait_until;
@@ -248,6 +300,13 @@ static int ensure_mounted_locked(struct tm_mounts *m, struct mount *mt, plg_erro
       teardown_locked(m, mt);
     if (mt->state == M_MOUNTED)
       return 0;
+    if (mt->state == M_RECONNECTING) {
+      if (await_server_locked(m, mt, err) < 0)
+        return -1;
+      if (mt->state == M_RECONNECTING || mt->state == M_MOUNTED)
+        return 0; /* sshfs redials on the first access */
+      continue;
+    }
     if (mt->state == M_STARTING) {
       if (pthread_cond_timedwait(&m->changed, &m->lock, &wait_until) == ETIMEDOUT)
         return plg_error_make(err, 0, "%s:%d is still being mounted by another request", mt->host, mt->port);
@@ -311,8 +370,8 @@ static int check_remote_dir(struct tm_mounts *m, struct mount *mt, const struct 
   cleanup_free char *remote = tm_remote_dir(o);
   if (e == ETIMEDOUT) {
     pthread_mutex_lock(&m->lock);
-    if (mt->state == M_MOUNTED)
-      mark_lost(mt, "the SFTP server stopped answering");
+    if (mt->state == M_MOUNTED || mt->state == M_RECONNECTING)
+      break_off_locked(mt, "the SFTP server stopped answering");
     pthread_cond_broadcast(&m->changed);
     pthread_mutex_unlock(&m->lock);
     return plg_error_make(err, 0, "%s:%d did not answer within %lld ms while looking up %s", o->host, o->port,
@@ -346,8 +405,12 @@ void tm_mounts_release(struct tm_mounts *m, const struct tm_opts *o)
   struct mount *mt = find_mount(m, o->host, o->port, o->ro);
   if (mt != NULL && mt->state != M_STARTING) {
     bool had = mt->sshfs != NULL;
+    /* busy while the lock is dropped: a Mount meanwhile waits, and the exit of the sshfs stopped
+     * here is not taken for a loss */
+    mt->state = M_STARTING;
     teardown_locked(m, mt);
     mt->state = M_IDLE;
+    mt->silent_since = 0;
     set_error(mt, NULL);
     remove_local_dirs(mt);
     if (had)
@@ -361,7 +424,7 @@ bool tm_mounts_is_up(struct tm_mounts *m, const struct tm_opts *o)
 {
   pthread_mutex_lock(&m->lock);
   struct mount *mt = find_mount(m, o->host, o->port, o->ro);
-  bool up = mt != NULL && mt->state == M_MOUNTED;
+  bool up = mt != NULL && (mt->state == M_MOUNTED || mt->state == M_RECONNECTING);
   pthread_mutex_unlock(&m->lock);
   return up;
 }
@@ -419,21 +482,34 @@ bool tm_mounts_server_gone(struct tm_mounts *m, const struct tm_opts *o, int64_t
 }
 
 /* A check through the mount: a name that cannot be cached (a new one each time) forces sshfs to
- * ask the server. No answer within HEALTH_CHECK_TIMEOUT means the server froze. */
+ * ask the server, and makes it redial when its connection had ended. "No such file" is the
+ * server's answer; any other error means it does not answer now; no answer at all within
+ * HEALTH_CHECK_TIMEOUT means it froze. */
 static void check_health_locked(struct tm_mounts *m, struct mount *mt, int64_t now)
 {
+  int64_t period = mt->state == M_RECONNECTING && m->cfg.health_interval_ms > RECONNECT_CHECK_MS
+                       ? RECONNECT_CHECK_MS
+                       : m->cfg.health_interval_ms;
   if (mt->probe != NULL) {
     int e;
     if (tm_stat_probe_wait(mt->probe, 0, &e, NULL)) {
       tm_stat_probe_release(mt->probe);
       mt->probe = NULL;
-      mt->silent_since = 0;
-      mt->next_health = now + m->cfg.health_interval_ms;
+      if (e == 0 || e == ENOENT) {
+        mark_answering(mt);
+      } else {
+        cleanup_free char *why = xasprintf("a check through the mount failed: %s", strerror(e));
+        mark_reconnecting(mt, why);
+      }
+      mt->next_health = now + (mt->state == M_RECONNECTING ? RECONNECT_CHECK_MS : period);
     } else if (now - tm_stat_probe_started(mt->probe) > m->cfg.health_timeout_ms) {
       cleanup_free char *why = xasprintf("the SFTP server stopped answering (no reply through the mount "
                                          "within %lld ms)",
                                          (long long)m->cfg.health_timeout_ms);
-      mark_lost(mt, why);
+      tm_stat_probe_release(mt->probe); /* its thread ends once the cut frees it */
+      mt->probe = NULL;
+      break_off_locked(mt, why);
+      mt->next_health = now + RECONNECT_CHECK_MS;
     }
     return;
   }
@@ -470,7 +546,7 @@ static void *watchdog(void *arg)
         teardown_locked(m, mt); /* drops the lock: the list walk starts over */
         pthread_cond_broadcast(&m->changed);
         again = true;
-      } else if (mt->state == M_MOUNTED && m->cfg.health_interval_ms > 0) {
+      } else if ((mt->state == M_MOUNTED || mt->state == M_RECONNECTING) && m->cfg.health_interval_ms > 0) {
         check_health_locked(m, mt, now);
       }
     }

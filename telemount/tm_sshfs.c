@@ -3,8 +3,10 @@
 #include "plg_log.h"
 #include "plg_proc.h"
 #include "plg_util.h"
+#include "tm_cut.h"
 #include "tm_mountinfo.h"
 #include "tm_options.h"
+#include "tm_relay.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -36,9 +38,10 @@ struct tm_sshfs {
   size_t n_lines;
   bool exited;
   int wait_status;
-  bool lost_reported;
-  tm_sshfs_lost_fn on_lost;
-  void *on_lost_arg;
+  bool exit_reported;
+  tm_sshfs_event_fn on_event;
+  void *on_event_arg;
+  struct tm_relay *relay; /* IPv6 servers */
 };
 
 static void push_arg(char ***argv, size_t *n, char *arg)
@@ -52,12 +55,13 @@ char **tm_sshfs_argv(const struct tm_sshfs_params *p)
 {
   char **argv = NULL;
   size_t n = 0;
-  bool slave = p->addr->family == AF_INET6;
   push_arg(&argv, &n, xstrdup(p->sshfs));
   push_arg(&argv, &n, xstrdup("-f"));
   /* allow_other rather than the reference's allow_root: containers often run as other users.
-   * max_read=65536 matches sshfs's request size: bench/ measured twice the sequential read rate. */
-  const char *common[] = {"follow_symlinks", "auto_unmount", "allow_other", "max_read=65536"};
+   * max_read=65536 matches sshfs's request size: bench/ measured twice the sequential read rate.
+   * reconnect: a dropped connection is redialled on the next access instead of ending sshfs and
+   * with it the mount that running containers hold. */
+  const char *common[] = {"follow_symlinks", "auto_unmount", "allow_other", "max_read=65536", "reconnect"};
   for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
     push_arg(&argv, &n, xstrdup("-o"));
     push_arg(&argv, &n, xstrdup(common[i]));
@@ -67,25 +71,27 @@ char **tm_sshfs_argv(const struct tm_sshfs_params *p)
     push_arg(&argv, &n, xstrdup("ro"));
   }
   push_arg(&argv, &n, xstrdup("-o"));
-  push_arg(&argv, &n, slave ? xstrdup("slave") : xasprintf("directport=%d", p->port));
-  if (!slave && p->max_conns > 1) {
+  push_arg(&argv, &n, xasprintf("directport=%d", p->relay_port > 0 ? p->relay_port : p->port));
+  if (p->max_conns > 1) {
     push_arg(&argv, &n, xstrdup("-o"));
     push_arg(&argv, &n, xasprintf("max_conns=%d", p->max_conns));
   }
-  /* In slave mode the host part is only a label: the socket is already connected. */
-  push_arg(&argv, &n, xasprintf("%s:" TM_EXPORT_ROOT, slave ? "localhost" : p->addr->text));
+  push_arg(&argv, &n, xasprintf("%s:" TM_EXPORT_ROOT, p->relay_port > 0 ? "127.0.0.1" : p->addr->text));
   push_arg(&argv, &n, xstrdup(p->mountpoint));
   return argv;
 }
 
-static void report_lost(struct tm_sshfs *s, const char *why)
+static void report(struct tm_sshfs *s, enum tm_sshfs_event ev, const char *why)
 {
   pthread_mutex_lock(&s->lock);
-  bool first = !s->lost_reported;
-  s->lost_reported = true;
+  bool tell = s->on_event != NULL && !s->exit_reported;
+  if (ev == TM_SSHFS_EXITED)
+    s->exit_reported = true;
+  tm_sshfs_event_fn fn = s->on_event;
+  void *arg = s->on_event_arg;
   pthread_mutex_unlock(&s->lock);
-  if (first && s->on_lost != NULL)
-    s->on_lost(s->on_lost_arg, why);
+  if (tell)
+    fn(arg, ev, why);
 }
 
 static void remember_line(struct tm_sshfs *s, const char *line)
@@ -100,8 +106,8 @@ static void remember_line(struct tm_sshfs *s, const char *line)
   pthread_mutex_unlock(&s->lock);
 }
 
-/* sshfs says when the server went away before it exits; knowing it early lets the plugin
- * unmount at once instead of leaving readers on a dead mount. */
+/* sshfs says when its connection ended ("remote host has disconnected") and when a redial fails
+ * ("failed to connect: ..."): the plugin learns of an outage before its next check. */
 static void *read_stderr(void *arg)
 {
   struct tm_sshfs *s = arg;
@@ -120,7 +126,7 @@ static void *read_stderr(void *arg)
     remember_line(s, line);
     if (strstr(line, "remote host has disconnected") != NULL || strstr(line, "failed to connect") != NULL ||
         strstr(line, "Connection reset") != NULL)
-      report_lost(s, line);
+      report(s, TM_SSHFS_DISCONNECTED, line);
   }
   free(line);
   fclose(fp); /* closes stderr_fd */
@@ -135,7 +141,7 @@ static void on_exit_cb(void *arg, pid_t pid, int wait_status)
   struct tm_sshfs *s = arg;
   cleanup_free char *how = plg_proc_describe_status(wait_status);
   cleanup_free char *why = xasprintf("sshfs %s", how);
-  report_lost(s, why);
+  report(s, TM_SSHFS_EXITED, why);
   uint64_t one = 1;
   ssize_t n = write(s->exit_event, &one, sizeof one);
   (void)n;
@@ -169,6 +175,7 @@ pid_t tm_sshfs_pid(const struct tm_sshfs *s)
 
 static void sshfs_free(struct tm_sshfs *s)
 {
+  tm_relay_stop(s->relay);
   for (size_t i = 0; i < s->n_lines; i++)
     free(s->tail[i]);
   if (s->exit_event >= 0)
@@ -219,10 +226,10 @@ static int spawn(struct tm_sshfs *s, const struct tm_sshfs_params *p, plg_error_
   int pipefd[2];
   if (pipe2(pipefd, O_CLOEXEC) < 0)
     return plg_error_make(err, errno, "cannot create a pipe for sshfs");
-  char **argv = tm_sshfs_argv(p);
+  struct tm_sshfs_params params = *p;
+  params.relay_port = s->relay != NULL ? tm_relay_port(s->relay) : 0;
+  char **argv = tm_sshfs_argv(&params);
   struct plg_proc_opts opts = PLG_PROC_OPTS_DEFAULT;
-  opts.stdin_fd = p->slave_fd;
-  opts.stdout_fd = p->slave_fd;
   opts.stderr_fd = pipefd[1];
   opts.on_exit = on_exit_cb;
   opts.on_exit_arg = s;
@@ -251,7 +258,7 @@ static int spawn(struct tm_sshfs *s, const struct tm_sshfs_params *p, plg_error_
   return 0;
 }
 
-int tm_sshfs_start(const struct tm_sshfs_params *p, int timeout_ms, tm_sshfs_lost_fn on_lost, void *arg,
+int tm_sshfs_start(const struct tm_sshfs_params *p, int timeout_ms, tm_sshfs_event_fn on_event, void *arg,
                    struct tm_sshfs **out, plg_error_t *err)
 {
   struct tm_sshfs *s = xcalloc(1, sizeof *s);
@@ -266,23 +273,27 @@ int tm_sshfs_start(const struct tm_sshfs_params *p, int timeout_ms, tm_sshfs_los
     sshfs_free(s);
     return plg_error_make(err, saved, "cannot create an eventfd");
   }
+  if (p->addr->family == AF_INET6 && tm_relay_start(p->addr, p->connect_timeout_ms, &s->relay, err) < 0) {
+    sshfs_free(s);
+    return -1;
+  }
   if (spawn(s, p, err) < 0) {
     sshfs_free(s);
     return -1;
   }
   if (wait_mounted(s, timeout_ms, err) < 0) {
-    s->lost_reported = true; /* the caller handles this failure; no separate loss report */
-    tm_sshfs_stop(s);
+    tm_sshfs_stop(s); /* the caller handles this failure; no separate report */
     return -1;
   }
-  /* Only now may losses be reported: before, the caller learns of them from the error. */
+  /* Only now are events reported: before, the caller learns of a failure from the error. */
   pthread_mutex_lock(&s->lock);
-  s->on_lost = on_lost;
-  s->on_lost_arg = arg;
-  bool already = s->lost_reported || s->exited;
+  s->on_event = on_event;
+  s->on_event_arg = arg;
+  bool already = s->exit_reported || s->exited;
+  s->exit_reported = already;
   pthread_mutex_unlock(&s->lock);
-  if (already && on_lost != NULL)
-    on_lost(arg, "sshfs stopped right after mounting");
+  if (already && on_event != NULL)
+    on_event(arg, TM_SSHFS_EXITED, "sshfs stopped right after mounting");
   *out = s;
   return 0;
 }
@@ -298,6 +309,13 @@ static bool wait_exit(struct tm_sshfs *s, int timeout_ms)
   bool exited = s->exited;
   pthread_mutex_unlock(&s->lock);
   return exited;
+}
+
+int tm_sshfs_cut(struct tm_sshfs *s, plg_error_t *err)
+{
+  if (s->relay != NULL)
+    return tm_relay_cut(s->relay);
+  return tm_cut_tcp(s->pid, err);
 }
 
 void tm_sshfs_kill(struct tm_sshfs *s)

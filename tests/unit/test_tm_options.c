@@ -238,30 +238,32 @@ static char *joined(char **argv)
   return out;
 }
 
-static void the_sshfs_argv_for_ipv4_uses_directport(void **state)
+static void the_sshfs_argv_for_ipv4_uses_directport_and_redials(void **state)
 {
   (void)state;
   struct tm_addr addr = {.family = AF_INET, .text = "172.17.0.2"};
-  struct tm_sshfs_params p = {"sshfs", &addr, 34439, true, "/mnt/volumes/172.17.0.2/34439", 4, -1};
+  struct tm_sshfs_params p = {"sshfs", &addr, 34439, true, "/mnt/volumes/172.17.0.2/34439-ro", 4, 5000, 0};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
-  assert_string_equal(s,
-                      "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 -o ro -o "
-                      "directport=34439 -o "
-                      "max_conns=4 172.17.0.2:/tel_app_exports /mnt/volumes/172.17.0.2/34439");
+  assert_string_equal(s, "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 -o "
+                         "reconnect -o ro -o directport=34439 -o max_conns=4 172.17.0.2:/tel_app_exports "
+                         "/mnt/volumes/172.17.0.2/34439-ro");
   tm_strv_free(argv);
 }
 
-static void the_sshfs_argv_for_ipv6_uses_slave_mode(void **state)
+/* sshfs 3.7.3 dials IPv4 only (connect_to: PF_INET), so an IPv6 server is reached through the
+ * plugin's loopback relay, and sshfs can still redial. */
+static void the_sshfs_argv_for_ipv6_dials_the_relay(void **state)
 {
   (void)state;
   struct tm_addr addr = {.family = AF_INET6, .text = "fd00::2"};
-  struct tm_sshfs_params p = {"/usr/bin/sshfs", &addr, 34439, false, "/mnt/volumes/fd00__2/34439", 4, 5};
+  struct tm_sshfs_params p = {
+      "/usr/bin/sshfs", &addr, 34439, false, "/mnt/volumes/fd00__2/34439", 1, 5000, 40001};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
   assert_string_equal(
-      s, "/usr/bin/sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 -o slave "
-         "localhost:/tel_app_exports /mnt/volumes/fd00__2/34439");
+      s, "/usr/bin/sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 "
+         "-o reconnect -o directport=40001 127.0.0.1:/tel_app_exports /mnt/volumes/fd00__2/34439");
   tm_strv_free(argv);
 }
 
@@ -323,8 +325,8 @@ int main(void)
       cmocka_unit_test(volume_names_follow_dockers_rule),
       cmocka_unit_test(paths_are_built_from_safe_parts),
       cmocka_unit_test(options_compare_and_describe),
-      cmocka_unit_test(the_sshfs_argv_for_ipv4_uses_directport),
-      cmocka_unit_test(the_sshfs_argv_for_ipv6_uses_slave_mode),
+      cmocka_unit_test(the_sshfs_argv_for_ipv4_uses_directport_and_redials),
+      cmocka_unit_test(the_sshfs_argv_for_ipv6_dials_the_relay),
       cmocka_unit_test(mountinfo_is_read_without_touching_the_mounts),
       cmocka_unit_test(the_device_of_the_visible_mount_is_found),
   };
