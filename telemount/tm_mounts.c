@@ -22,7 +22,7 @@
 #define WATCHDOG_TICK_MS 200
 /* how often a mount whose server stopped answering is checked again: its return is noticed (and
  * sshfs made to redial) within this time, even when no container touches the mount */
-#define RECONNECT_CHECK_MS 1000
+#define RECONNECT_CHECK_MS 500
 
 /* RECONNECTING: the FUSE mount lives but the server does not answer; sshfs redials on each access.
  * LOST: sshfs is gone and the mount with it; a new Mount starts it again. */

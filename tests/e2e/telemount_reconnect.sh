@@ -51,7 +51,7 @@ works() {
 }
 # comes_back CTR MARK: after the server's return the same container works again; polled, with a
 # deadline far above the documented bound (the next access redials at once; the plugin's own
-# check runs every second while it waits)
+# check runs every 0.5 s while it waits)
 comes_back() {
   local i
   for i in $(seq 1 150); do
