@@ -9,6 +9,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -37,34 +40,81 @@ static void addr_text(struct tm_addr *a, int port)
     ((struct sockaddr_in6 *)&a->sa)->sin6_port = htons((uint16_t)port);
 }
 
-/* getaddrinfo_a + gai_suspend: a DNS server that does not answer cannot outlast the deadline. */
+/* A lookup that may outlive the request that started it: a DNS server that does not answer keeps
+ * the resolver busy past our deadline. So each lookup runs on a detached thread of its own, and
+ * its state is freed by whichever lets go last: the caller, or the thread. */
+struct lookup {
+  char *host;
+  pthread_mutex_t lock;
+  pthread_cond_t done_cond; /* CLOCK_MONOTONIC */
+  bool done, caller_gone;
+  int rc;
+  struct addrinfo *res;
+};
+
+static void lookup_free(struct lookup *l)
+{
+  if (l->res != NULL)
+    freeaddrinfo(l->res);
+  pthread_cond_destroy(&l->done_cond);
+  pthread_mutex_destroy(&l->lock);
+  free(l->host);
+  free(l);
+}
+
+static void *run_lookup(void *arg)
+{
+  struct lookup *l = arg;
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
+  struct addrinfo *res = NULL;
+  int rc = getaddrinfo(l->host, NULL, &hints, &res);
+  pthread_mutex_lock(&l->lock);
+  l->rc = rc;
+  l->res = res;
+  l->done = true;
+  bool last = l->caller_gone;
+  pthread_cond_broadcast(&l->done_cond);
+  pthread_mutex_unlock(&l->lock);
+  if (last)
+    lookup_free(l);
+  return NULL;
+}
+
 static int resolve_async(const char *host, int timeout_ms, struct addrinfo **res, plg_error_t *err)
 {
-  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_ADDRCONFIG};
-  struct gaicb req = {.ar_name = host, .ar_request = &hints};
-  struct gaicb *list[1] = {&req};
-  if (getaddrinfo_a(GAI_NOWAIT, list, 1, NULL) != 0)
-    return plg_error_make(err, 0, "cannot resolve host \"%s\"", host);
-  int64_t deadline = plg_now_ms() + timeout_ms;
-  int rc;
-  while ((rc = gai_error(&req)) == EAI_INPROGRESS) {
-    int left = remaining_ms(deadline);
-    struct timespec ts = {left / 1000, (long)(left % 1000) * 1000000L};
-    if (left == 0 || (gai_suspend((const struct gaicb *const *)list, 1, &ts) == EAI_AGAIN &&
-                      remaining_ms(deadline) == 0)) {
-      if (gai_cancel(&req) != EAI_CANCELED) {
-        /* the lookup thread still owns REQ: wait for it rather than free what it writes to */
-        while (gai_error(&req) == EAI_INPROGRESS)
-          gai_suspend((const struct gaicb *const *)list, 1, NULL);
-        if (req.ar_result != NULL)
-          freeaddrinfo(req.ar_result);
-      }
-      return plg_error_make(err, 0, "cannot resolve host \"%s\": no answer within %d ms", host, timeout_ms);
-    }
+  struct lookup *l = xcalloc(1, sizeof *l);
+  l->host = xstrdup(host);
+  pthread_mutex_init(&l->lock, NULL);
+  plg_cond_init_monotonic(&l->done_cond);
+  pthread_t t;
+  pthread_attr_t ta;
+  pthread_attr_init(&ta);
+  pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
+  int started = pthread_create(&t, &ta, run_lookup, l);
+  pthread_attr_destroy(&ta);
+  if (started != 0) {
+    lookup_free(l);
+    return plg_error_make(err, started, "cannot resolve host \"%s\"", host);
   }
+  struct timespec deadline;
+  plg_timespec_in(&deadline, CLOCK_MONOTONIC, timeout_ms);
+  pthread_mutex_lock(&l->lock);
+  while (!l->done)
+    if (pthread_cond_timedwait(&l->done_cond, &l->lock, &deadline) == ETIMEDOUT)
+      break;
+  bool done = l->done;
+  int rc = l->rc;
+  *res = done && rc == 0 ? l->res : NULL;
+  if (*res != NULL)
+    l->res = NULL;
+  l->caller_gone = true;
+  pthread_mutex_unlock(&l->lock);
+  if (done) /* the thread has let go: it never touches L after setting done */
+    lookup_free(l);
+  if (!done)
+    return plg_error_make(err, 0, "cannot resolve host \"%s\": no answer within %d ms", host, timeout_ms);
   if (rc != 0)
     return plg_error_make(err, 0, "cannot resolve host \"%s\": %s", host, gai_strerror(rc));
-  *res = req.ar_result;
   return 0;
 }
 
