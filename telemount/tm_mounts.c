@@ -536,7 +536,6 @@ static void cleanup_stale_mounts(const char *root)
 static void *watchdog(void *arg)
 {
   struct tm_mounts *m = arg;
-  cleanup_stale_mounts(m->cfg.mount_root);
   pthread_mutex_lock(&m->lock);
   while (!m->stopping) {
     int64_t now = plg_now_ms();
@@ -562,6 +561,8 @@ static void *watchdog(void *arg)
 
 struct tm_mounts *tm_mounts_new(const struct tm_config *cfg)
 {
+  /* before anything can mount: done later, it could unmount what a first Mount just made */
+  cleanup_stale_mounts(cfg->mount_root);
   struct tm_mounts *m = xcalloc(1, sizeof *m);
   m->cfg = *cfg;
   pthread_mutex_init(&m->lock, NULL);

@@ -12,6 +12,8 @@
 
 struct tm_mounts;
 
+/* Removes the sshfs mounts an earlier run left below MOUNT_ROOT first, so call it before the
+ * plugin's socket listens. */
 struct tm_mounts *tm_mounts_new(const struct tm_config *cfg);
 /* Stops every sshfs and the watchdog. */
 void tm_mounts_free(struct tm_mounts *m);
