@@ -4,6 +4,7 @@
 
 #include "plg_error.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Inside the propagated mount, beside the hosts' mount roots; no host name starts with a dot. */
@@ -22,6 +23,7 @@ struct tm_config {
   int64_t health_timeout_ms;  /* HEALTH_CHECK_TIMEOUT */
   int max_conns;              /* SSHFS_MAX_CONNS */
   int read_ahead_kb;          /* READ_AHEAD_KB, 0 = the kernel's default */
+  bool default_permissions;   /* DEFAULT_PERMISSIONS: the kernel checks file modes against the caller */
 };
 
 int tm_config_load(struct tm_config *cfg, plg_error_t *err);

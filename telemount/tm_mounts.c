@@ -265,8 +265,14 @@ static int start_unlocked(struct tm_mounts *m, struct mount *mt, bool was_lost, 
     remove_local_dirs(mt);
     return -1;
   }
-  struct tm_sshfs_params p = {
-      c->sshfs, &addr, mt->port, mt->ro, mt->root, c->max_conns, (int)c->connect_timeout_ms, 0};
+  struct tm_sshfs_params p = {.sshfs = c->sshfs,
+                              .addr = &addr,
+                              .port = mt->port,
+                              .ro = mt->ro,
+                              .mountpoint = mt->root,
+                              .max_conns = c->max_conns,
+                              .default_permissions = c->default_permissions,
+                              .connect_timeout_ms = (int)c->connect_timeout_ms};
   if (tm_sshfs_start(&p, (int)c->mount_timeout_ms, on_sshfs_event, mt, out, err) < 0) {
     remove_local_dirs(mt);
     return plg_error_wrap(err, "mounting %s:%d", mt->host, mt->port);

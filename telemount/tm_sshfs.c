@@ -70,6 +70,10 @@ char **tm_sshfs_argv(const struct tm_sshfs_params *p)
     push_arg(&argv, &n, xstrdup("-o"));
     push_arg(&argv, &n, xstrdup("ro"));
   }
+  if (p->default_permissions) {
+    push_arg(&argv, &n, xstrdup("-o"));
+    push_arg(&argv, &n, xstrdup("default_permissions"));
+  }
   push_arg(&argv, &n, xstrdup("-o"));
   push_arg(&argv, &n, xasprintf("directport=%d", p->relay_port > 0 ? p->relay_port : p->port));
   if (p->max_conns > 1) {

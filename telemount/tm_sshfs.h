@@ -19,8 +19,9 @@ struct tm_sshfs_params {
   bool ro;
   const char *mountpoint;
   int max_conns;
-  int connect_timeout_ms; /* the relay's dial of an IPv6 server */
-  int relay_port;         /* tm_sshfs_argv only: sshfs dials 127.0.0.1:relay_port (0 = the server) */
+  bool default_permissions; /* DEFAULT_PERMISSIONS */
+  int connect_timeout_ms;   /* the relay's dial of an IPv6 server */
+  int relay_port;           /* tm_sshfs_argv only: sshfs dials 127.0.0.1:relay_port (0 = the server) */
 };
 
 enum tm_sshfs_event {

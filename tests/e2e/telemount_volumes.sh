@@ -227,3 +227,22 @@ done
 grep -L greeting=hello "$work"/out.* | grep -q . && fail "some containers read the wrong content"
 [ "$(sshfs_count "$port")" = 1 ] || fail "20 volumes of one export should share one sshfs"
 pass "20 containers mount 20 volumes concurrently"
+
+# --- who may use the files of a container that runs as another user: by default the SFTP server
+# decides (it runs as the traffic-agent); with DEFAULT_PERMISSIONS=true the kernel checks each
+# file's mode and owner (the pod's numeric ids) against the container's user
+echo secret >"$work/export/echo-easy/config/root-only.conf"
+chmod 600 "$work/export/echo-easy/config/root-only.conf"
+vp=$(e2e_name tm-perm)
+new_volume "$vp" container=echo-easy port="$port" host=127.0.0.1 dir=config
+got=$(with_deadline 60 docker run --rm --user 1000:1000 -v "$vp:/c" "$image" cat /c/root-only.conf)
+[ "$got" = secret ] || fail "by default a non-root container should read what the server gives: '$got'"
+with_deadline 30 docker plugin disable -f "$tm" >/dev/null
+docker plugin set "$tm" DEFAULT_PERMISSIONS=true
+with_deadline 30 docker plugin enable "$tm" >/dev/null
+if with_deadline 60 docker run --rm --user 1000:1000 -v "$vp:/c" "$image" cat /c/root-only.conf >/dev/null 2>&1; then
+  fail "with DEFAULT_PERMISSIONS=true a container running as uid 1000 read a root-only (0600) file"
+fi
+got=$(with_deadline 60 docker run --rm --user 1000:1000 -v "$vp:/c" "$image" cat /c/app.conf)
+[ "$got" = greeting=hello ] || fail "with DEFAULT_PERMISSIONS=true a readable file read '$got'"
+pass "DEFAULT_PERMISSIONS: off, the SFTP server decides; on, the kernel checks modes against the container's user"

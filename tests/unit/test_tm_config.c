@@ -15,7 +15,7 @@
 static const char *const names[] = {
     "MOUNT_ROOT",           "STATE_DIR",       "SSHFS",         "DISCONNECTED_LINGER_TIME",
     "HOST_PING_TIMEOUT",    "CONNECT_TIMEOUT", "MOUNT_TIMEOUT", "HEALTH_CHECK_INTERVAL",
-    "HEALTH_CHECK_TIMEOUT", "SSHFS_MAX_CONNS", "READ_AHEAD_KB"};
+    "HEALTH_CHECK_TIMEOUT", "SSHFS_MAX_CONNS", "READ_AHEAD_KB", "DEFAULT_PERMISSIONS"};
 
 static int clean_environment(void **state)
 {
@@ -52,6 +52,7 @@ static void the_defaults_are_the_documented_ones(void **state)
   assert_int_equal(cfg.health_timeout_ms, 5000);
   assert_int_equal(cfg.max_conns, 1);
   assert_int_equal(cfg.read_ahead_kb, 1024);
+  assert_false(cfg.default_permissions); /* access is the SFTP server's to grant (README) */
   char *state_file = tm_config_state_file(&cfg);
   assert_string_equal(state_file, "/mnt/volumes/.telemount/volumes.json");
   free(state_file);
@@ -94,6 +95,7 @@ static void bad_values_are_refused_by_name(void **state)
   refused("READ_AHEAD_KB", "lots", "READ_AHEAD_KB");
   refused("READ_AHEAD_KB", "65537", "READ_AHEAD_KB");
   refused("READ_AHEAD_KB", "-1", "READ_AHEAD_KB");
+  refused("DEFAULT_PERMISSIONS", "sometimes", "DEFAULT_PERMISSIONS");
   refused("SSHFS_MAX_CONNS", "0", "SSHFS_MAX_CONNS");
   refused("CONNECT_TIMEOUT", "0s", "CONNECT_TIMEOUT");
   refused("MOUNT_TIMEOUT", "soon", "MOUNT_TIMEOUT");

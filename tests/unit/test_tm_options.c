@@ -242,11 +242,18 @@ static void the_sshfs_argv_for_ipv4_uses_directport_and_redials(void **state)
 {
   (void)state;
   struct tm_addr addr = {.family = AF_INET, .text = "172.17.0.2"};
-  struct tm_sshfs_params p = {"sshfs", &addr, 34439, true, "/mnt/volumes/172.17.0.2/34439-ro", 4, 5000, 0};
+  struct tm_sshfs_params p = {.sshfs = "sshfs",
+                              .addr = &addr,
+                              .port = 34439,
+                              .ro = true,
+                              .mountpoint = "/mnt/volumes/172.17.0.2/34439-ro",
+                              .max_conns = 4,
+                              .default_permissions = true};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
   assert_string_equal(s, "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 -o "
-                         "reconnect -o ro -o directport=34439 -o max_conns=4 172.17.0.2:/tel_app_exports "
+                         "reconnect -o ro -o default_permissions -o directport=34439 -o max_conns=4 "
+                         "172.17.0.2:/tel_app_exports "
                          "/mnt/volumes/172.17.0.2/34439-ro");
   tm_strv_free(argv);
 }
@@ -257,8 +264,12 @@ static void the_sshfs_argv_for_ipv6_dials_the_relay(void **state)
 {
   (void)state;
   struct tm_addr addr = {.family = AF_INET6, .text = "fd00::2"};
-  struct tm_sshfs_params p = {
-      "/usr/bin/sshfs", &addr, 34439, false, "/mnt/volumes/fd00__2/34439", 1, 5000, 40001};
+  struct tm_sshfs_params p = {.sshfs = "/usr/bin/sshfs",
+                              .addr = &addr,
+                              .port = 34439,
+                              .mountpoint = "/mnt/volumes/fd00__2/34439",
+                              .max_conns = 1,
+                              .relay_port = 40001};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
   assert_string_equal(
