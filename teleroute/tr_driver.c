@@ -359,6 +359,8 @@ static int handle_join(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
     free(e->sandbox_key);
     e->sandbox_key = xstrdup(sandbox);
     e->netns_warned = false;
+    memset(&e->netns_hint, 0, sizeof e->netns_hint);
+    e->netns_how = NULL;
     snprintf(e->src_name, sizeof e->src_name, "%s", j.src_name);
     tr_endpoint_set_routes(e, routes, n_routes);
     tr_ctx_save_locked(c);
