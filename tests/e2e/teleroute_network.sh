@@ -179,7 +179,13 @@ done
 [ -n "$ok" ] || fail "the client's routes were not refreshed: $routes"
 out=$(with_deadline 30 docker exec "$client" sh -c "$(declare -f http_get); http_get 10.250.0.7")
 [[ $out == *"hello from the cluster"* ]] || fail "the new subnet's service is unreachable: $out"
-pass "a running client's routes follow the daemon: new subnet added, withdrawn one removed"
+# The plugin binds no host path: it reaches the namespace through the SandboxKey under the host's
+# root (/proc/1/root, where dockerd shares pid 1's mounts, as here) or by a scan of the host's
+# processes (tests/e2e/teleroute_exec_root.sh makes that happen).
+ep=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$net\").EndpointID}}" "$client")
+way=$(grep -o "endpoint ${ep:0:12}: its container's network namespace is reached through .*" "$log" | head -1) ||
+  fail "the plugin did not say how it reached the client's namespace"
+pass "a running client's routes follow the daemon: new subnet added, withdrawn one removed (${way#*is })"
 
 # the network survives a plugin restart
 with_deadline 30 docker plugin disable -f "$tr" >/dev/null
