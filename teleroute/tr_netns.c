@@ -272,7 +272,7 @@ int tr_netns_open(struct tr_netns_scan *scan, const char *sandbox_key, const str
   char want[140];
   describe(addr4, addr6, want, sizeof want);
   if (*want == '\0')
-    return plg_error_make(err, ENOENT, "the endpoint has no address to find its network namespace by");
+    return plg_error_make(err, 0, "the endpoint has no address to find its network namespace by");
   if (!scan->done)
     run_scan(scan);
   const struct ns_entry *found = NULL;
@@ -285,7 +285,7 @@ int tr_netns_open(struct tr_netns_scan *scan, const char *sandbox_key, const str
     }
   if (matches > 1)
     return plg_error_make(
-        err, EEXIST,
+        err, 0,
         "%zu network namespaces of host processes (pid %d and others) have a veth holding %s: "
         "not guessing which is the container's",
         matches, (int)found->pid, want);
@@ -293,11 +293,14 @@ int tr_netns_open(struct tr_netns_scan *scan, const char *sandbox_key, const str
   if (fd < 0) {
     cleanup_free char *where =
         scan->problem ? xasprintf("the host's namespaces cannot be searched: %s", scan->problem)
-        : found       ? xasprintf("the process (pid %d) whose namespace has a veth holding %s is gone",
-                                  (int)found->pid, want)
-                : xasprintf("none of the %zu network namespaces of host processes has a veth holding %s",
-                            scan->n, want);
-    return plg_error_make(err, ENOENT,
+        : found
+            ? xasprintf("the process (pid %d) whose namespace has a veth holding %s is gone", (int)found->pid,
+                        want)
+            : xasprintf("none of the %zu network namespaces of host processes that the plugin may enter "
+                        "has a veth holding %s (it may not enter those of processes holding a capability it "
+                        "lacks, as --privileged or --cap-add give)",
+                        scan->n, want);
+    return plg_error_make(err, 0,
                           "cannot find the container's network namespace: its SandboxKey %s cannot be opened "
                           "in the plugin (%s), and %s",
                           sandbox_key ? sandbox_key : "(none)", strerror(why), where);

@@ -79,7 +79,9 @@ static void report(struct tr_ctx *c, const struct job *j, const char *msg, bool 
       e->netns_warned = true;
     pthread_mutex_unlock(&c->lock);
   }
-  if (first)
+  if (first && netns)
+    plg_warn("route refresh of endpoint %.12s: %s; its routes stay as they are (said once)", j->ep_id, msg);
+  else if (first)
     plg_warn("route refresh of endpoint %.12s: %s", j->ep_id, msg);
 }
 
