@@ -319,11 +319,22 @@ static int handle_join(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
     return -1;
   pthread_mutex_lock(&c->lock);
   struct tr_network *n = tr_table_network(&c->table, net_id);
+  struct tr_endpoint *known = tr_table_endpoint(&c->table, ep_id);
+  bool created = known != NULL && strcmp(known->network_id, net_id) == 0;
   struct tr_prefix pools[TR_MAX_POOLS];
   size_t n_pools = n != NULL ? n->n_pools : 0;
   if (n != NULL)
     memcpy(pools, n->pools, sizeof pools);
   pthread_mutex_unlock(&c->lock);
+  /* The real daemon keeps the id of an endpoint whose veth pair it could not make, without
+   * links, and a Join of it dereferences nil and crashes the whole daemon (server_linux.go):
+   * only endpoints whose CreateEndpoint succeeded here are ever joined. */
+  if (!created)
+    return plg_error_not_found(
+        err,
+        "endpoint %.12s was not created on teleroute network %.12s (its CreateEndpoint "
+        "did not succeed); it cannot join",
+        ep_id, net_id);
   struct tr_session *s = network_session(c, net_id, err);
   if (s == NULL)
     return -1;
@@ -348,6 +359,8 @@ static int handle_join(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
     free(e->sandbox_key);
     e->sandbox_key = xstrdup(sandbox);
     e->netns_warned = false;
+    memset(&e->netns_hint, 0, sizeof e->netns_hint);
+    e->netns_how = NULL;
     snprintf(e->src_name, sizeof e->src_name, "%s", j.src_name);
     tr_endpoint_set_routes(e, routes, n_routes);
     tr_ctx_save_locked(c);

@@ -505,8 +505,11 @@ int tr_grpc_unary(struct tr_grpc *c, const char *path, const uint8_t *req, size_
   *code = k->code;
   int rc = 0;
   if (k->code != TR_GRPC_OK) {
-    rc = plg_error_make(err, 0, "%s: %s%s%s", path, tr_grpc_code_name(k->code), k->message ? ": " : "",
-                        k->message ? k->message : "");
+    /* "Join: INTERNAL: IPv6 is not enabled for the teleroute network": the method, not the whole
+     * path, and the daemon's message exactly as it sent it */
+    const char *method = strrchr(path, '/');
+    rc = plg_error_make(err, 0, "%s: %s%s%s", method != NULL ? method + 1 : path, tr_grpc_code_name(k->code),
+                        k->message ? ": " : "", k->message ? k->message : "");
   } else {
     *resp = k->resp;
     *resp_len = k->resp_len;

@@ -158,15 +158,13 @@ json_t *tr_join_reply(const struct tr_join *j, const struct tr_route *routes, si
     }
   }
   json_object_set_new(reply, "StaticRoutes", list);
-  char gw[64];
-  if (j->gw4.family != 0) {
-    tr_prefix_format(&j->gw4, true, gw, sizeof gw);
-    json_object_set_new(reply, "Gateway", json_string(gw));
-  }
-  if (j->gw6.family != 0) {
-    tr_prefix_format(&j->gw6, true, gw, sizeof gw);
-    json_object_set_new(reply, "GatewayIPv6", json_string(gw));
-  }
-  json_object_set_new(reply, "DisableGatewayService", json_boolean(j->disable_gw));
+  /* The daemon's gw_ip_v4/gw_ip_v6 name the network's IPAM gateway, an address nothing on a
+   * teleroute network holds (the daemon's bridge has none). Docker makes the Gateway of a
+   * container's gateway endpoint its default route: measured on the real engine, a container on
+   * the teleroute network alone got "default via <gateway>" and "No route to host" for everything
+   * else, and on a non-internal teleroute network whose name sorts before "bridge" the daemon's own
+   * container lost its default route to it. So no gateway is given, and the gateway service is
+   * disabled (no docker_gwbridge): containers keep the default route of their other networks. */
+  json_object_set_new(reply, "DisableGatewayService", json_true());
   return reply;
 }

@@ -34,7 +34,8 @@ struct tr_route {
 size_t tr_join_routes(const struct tr_join *j, const struct tr_prefix *pools, size_t n_pools,
                       struct tr_route *out, char **dropped);
 
-/* Docker's Join reply: InterfaceName, StaticRoutes, Gateway, GatewayIPv6, DisableGatewayService. */
+/* Docker's Join reply: InterfaceName, StaticRoutes, and DisableGatewayService always true; the
+ * daemon's gateways are never passed on as Gateway/GatewayIPv6 (see tr_join.c). */
 json_t *tr_join_reply(const struct tr_join *j, const struct tr_route *routes, size_t n_routes);
 
 #endif

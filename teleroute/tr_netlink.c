@@ -4,7 +4,6 @@
 #include "plg_util.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netlink/netlink.h>
@@ -123,7 +122,7 @@ static bool contains(const struct tr_route *list, size_t n, const struct tr_rout
 }
 
 struct sync_job {
-  const char *netns_path;
+  int netns_fd;
   const struct tr_prefix *addr4, *addr6;
   const struct tr_route *old, *new_routes;
   size_t n_old, n_new;
@@ -166,7 +165,7 @@ static void apply(struct sync_job *job, struct nl_sock *sk)
     int ifindex = r->dst.family == AF_INET ? if4 : if6;
     if (ifindex == 0) {
       if (job->err == NULL)
-        plg_error_make(&job->err, 0, "no interface holds the endpoint's address in the container");
+        plg_error_make(&job->err, ENXIO, "no interface holds the endpoint's address in the container");
       continue;
     }
     struct rtnl_route *route = route_for(r, ifindex);
@@ -184,15 +183,8 @@ static void apply(struct sync_job *job, struct nl_sock *sk)
 static void *sync_thread(void *arg)
 {
   struct sync_job *job = arg;
-  int fd = open(job->netns_path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    plg_error_make(&job->err, errno, "cannot open the container's network namespace %s", job->netns_path);
-    return NULL;
-  }
-  int rc = setns(fd, CLONE_NEWNET);
-  close(fd);
-  if (rc < 0) {
-    plg_error_make(&job->err, errno, "cannot enter the container's network namespace %s", job->netns_path);
+  if (setns(job->netns_fd, CLONE_NEWNET) < 0) {
+    plg_error_make(&job->err, errno, "cannot enter the container's network namespace");
     return NULL;
   }
   struct nl_sock *sk = route_socket(&job->err);
@@ -203,14 +195,14 @@ static void *sync_thread(void *arg)
   return NULL;
 }
 
-int tr_netns_sync_routes(const char *netns_path, const struct tr_prefix *addr4, const struct tr_prefix *addr6,
+int tr_netns_sync_routes(int netns_fd, const struct tr_prefix *addr4, const struct tr_prefix *addr6,
                          const struct tr_route *old, size_t n_old, const struct tr_route *new_routes,
                          size_t n_new, int *changes, plg_error_t *err)
 {
-  struct sync_job job = {netns_path, addr4, addr6, old, new_routes, n_old, n_new, 0, NULL};
+  struct sync_job job = {netns_fd, addr4, addr6, old, new_routes, n_old, n_new, 0, NULL};
   pthread_t t;
   if (pthread_create(&t, NULL, sync_thread, &job) != 0)
-    return plg_error_make(err, errno, "cannot start a thread to enter %s", netns_path);
+    return plg_error_make(err, errno, "cannot start a thread to enter the container's network namespace");
   pthread_join(t, NULL);
   *changes = job.changes;
   if (job.err != NULL) {

@@ -29,6 +29,14 @@ static int parse_host(const char *value, struct tr_net_opts *o, plg_error_t *err
                                  "option \"host\": \"%.64s\" is not an IPv4 or IPv6 address (the daemon "
                                  "container's address)",
                                  value);
+  /* An IPv4-mapped address is the IPv4 address: Telepresence sends ::ffff:a.b.c.d for an
+   * IPv6-only daemon network (pkg/client/docker/teleroute/network.go, netip.AddrFrom16), and a
+   * host booted without IPv6 can reach it only as a.b.c.d. */
+  static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+  if (family == AF_INET6 && memcmp(addr, v4mapped, sizeof v4mapped) == 0) {
+    memmove(addr, addr + 12, 4);
+    family = AF_INET;
+  }
   inet_ntop(family, addr, o->host, sizeof o->host);
   return 0;
 }

@@ -2,16 +2,20 @@
  * subnets change during a session (a new node brings a new pod subnet). Every
  * ROUTE_REFRESH_INTERVAL each joined endpoint asks the daemon again (Join has no side effects)
  * and its container's routes are brought in line: new ones added, vanished ones deleted, nothing
- * else touched. One endpoint's failure is logged and retried next round; it never stops others. */
+ * else touched. Only endpoints that joined are asked: the real daemon crashes on a Join of an
+ * endpoint whose CreateEndpoint failed. The container's namespace is found as tr_netns.h says.
+ * One endpoint's failure is logged and retried next round; it never stops others. */
 #include "plg_log.h"
 #include "plg_util.h"
 #include "tr_ctx.h"
 #include "tr_netlink.h"
+#include "tr_netns.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 struct job {
   char ep_id[TR_ID_MAX + 1];
@@ -22,6 +26,8 @@ struct job {
   struct tr_prefix addr4, addr6;
   struct tr_route *current;
   size_t n_current;
+  struct tr_netns_hint hint;
+  const char *how; /* how the namespace was reached last time */
   struct job *next;
 };
 
@@ -44,6 +50,8 @@ static struct job *collect_jobs(struct tr_ctx *c)
     j->current = xcalloc(e->n_routes ? e->n_routes : 1, sizeof *j->current);
     memcpy(j->current, e->routes, e->n_routes * sizeof *j->current);
     j->n_current = e->n_routes;
+    j->hint = e->netns_hint;
+    j->how = e->netns_how;
     j->next = jobs;
     jobs = j;
   }
@@ -71,7 +79,9 @@ static void report(struct tr_ctx *c, const struct job *j, const char *msg, bool 
       e->netns_warned = true;
     pthread_mutex_unlock(&c->lock);
   }
-  if (first)
+  if (first && netns)
+    plg_warn("route refresh of endpoint %.12s: %s; its routes stay as they are (said once)", j->ep_id, msg);
+  else if (first)
     plg_warn("route refresh of endpoint %.12s: %s", j->ep_id, msg);
 }
 
@@ -89,7 +99,43 @@ static bool same_set(const struct tr_route *a, size_t na, const struct tr_route 
   return true;
 }
 
-static void refresh_one(struct tr_ctx *c, struct job *j)
+/* Brings the container's routes from what we believe is installed to ROUTES; false (logged) on
+ * failure. A namespace found through a process that no longer holds the endpoint's address is
+ * looked for again, once. */
+static bool sync_routes(struct tr_ctx *c, struct job *j, struct tr_netns_scan *scan,
+                        const struct tr_route *routes, size_t n, int *changes)
+{
+  plg_error_t err = NULL;
+  for (int attempt = 0;; attempt++) {
+    const char *how = NULL;
+    int fd = tr_netns_open(scan, j->netns, &j->addr4, &j->addr6, &j->hint, &how, &err);
+    if (fd < 0) {
+      report(c, j, err->msg, true);
+      plg_error_release(&err);
+      return false;
+    }
+    if (how != j->how)
+      plg_info("route refresh of endpoint %.12s: its container's network namespace is reached through %s",
+               j->ep_id, how);
+    j->how = how;
+    int rc =
+        tr_netns_sync_routes(fd, &j->addr4, &j->addr6, j->current, j->n_current, routes, n, changes, &err);
+    close(fd);
+    if (rc == 0)
+      return true;
+    bool stale = err->errno_ == ENXIO && strcmp(how, "its process") == 0;
+    if (stale && attempt == 0) {
+      plg_error_release(&err);
+      memset(&j->hint, 0, sizeof j->hint);
+      continue;
+    }
+    report(c, j, err->msg, err->errno_ == ENXIO || err->errno_ == EPERM || err->errno_ == EINVAL);
+    plg_error_release(&err);
+    return false;
+  }
+}
+
+static void refresh_one(struct tr_ctx *c, struct job *j, struct tr_netns_scan *scan)
 {
   struct tr_join join;
   struct tr_route *routes = NULL;
@@ -107,19 +153,18 @@ static void refresh_one(struct tr_ctx *c, struct job *j)
     return;
   }
   int changes = 0;
-  if (tr_netns_sync_routes(j->netns, &j->addr4, &j->addr6, j->current, j->n_current, routes, n, &changes,
-                           &err) < 0) {
-    report(c, j, err->msg, err->errno_ == ENOENT || err->errno_ == EPERM || err->errno_ == EINVAL);
-    plg_error_release(&err);
-    free(routes);
-    return;
-  }
-  plg_info("route refresh of endpoint %.12s: %d change(s), now %zu route(s)", j->ep_id, changes, n);
+  bool ok = sync_routes(c, j, scan, routes, n, &changes);
+  if (ok)
+    plg_info("route refresh of endpoint %.12s: %d change(s), now %zu route(s)", j->ep_id, changes, n);
   pthread_mutex_lock(&c->lock);
   struct tr_endpoint *e = tr_table_endpoint(&c->table, j->ep_id);
   if (e != NULL && e->joined) {
-    tr_endpoint_set_routes(e, routes, n);
-    tr_ctx_save_locked(c);
+    e->netns_hint = j->hint;
+    e->netns_how = j->how;
+    if (ok) {
+      tr_endpoint_set_routes(e, routes, n);
+      tr_ctx_save_locked(c);
+    }
   }
   pthread_mutex_unlock(&c->lock);
   free(routes);
@@ -143,6 +188,7 @@ static void *refresher(void *arg)
   struct tr_ctx *c = arg;
   while (wait_round(c)) {
     struct job *jobs = collect_jobs(c);
+    struct tr_netns_scan *scan = tr_netns_scan_new(); /* filled only if some endpoint needs it */
     while (jobs != NULL) {
       struct job *j = jobs;
       jobs = j->next;
@@ -150,9 +196,10 @@ static void *refresher(void *arg)
       bool stopping = c->stopping;
       pthread_mutex_unlock(&c->lock);
       if (!stopping)
-        refresh_one(c, j);
+        refresh_one(c, j, scan);
       free_job(j);
     }
+    tr_netns_scan_free(scan);
   }
   return NULL;
 }

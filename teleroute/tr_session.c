@@ -87,7 +87,10 @@ static void on_end(void *arg, int code, const char *message)
   c->ended = true;
   c->end_code = code;
   c->end_message = xstrdup(message);
-  if (c->got_info)
+  /* the real daemon ends its Connect streams with OK when it shuts down */
+  if (c->got_info && code == TR_GRPC_OK)
+    plg_warn("the Telepresence daemon at %s ended the session (it is shutting down)", c->s->where);
+  else if (c->got_info)
     plg_warn("the Telepresence daemon at %s ended the session: %s: %s", c->s->where, tr_grpc_code_name(code),
              message);
   pthread_cond_broadcast(&c->s->cond);

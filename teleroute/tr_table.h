@@ -6,6 +6,7 @@
 #include "plg_error.h"
 #include "tr_addr.h"
 #include "tr_join.h"
+#include "tr_netns.h"
 #include "tr_options.h"
 
 #include <jansson.h>
@@ -25,6 +26,8 @@ struct tr_endpoint {
   struct tr_route *routes; /* what the container was given (by Docker at Join, or by a refresh) */
   size_t n_routes;
   bool netns_warned;
+  struct tr_netns_hint netns_hint; /* runtime only: where a scan found its namespace */
+  const char *netns_how;           /* runtime only: how route refresh reached it last (static text) */
   struct tr_endpoint *next;
 };
 

@@ -69,7 +69,6 @@ static void ipv4_and_ipv6_hosts_are_accepted_and_normalised(void **state)
   expect_host("::1", "::1");
   expect_host("FD00:0:0:0:0:0:0:2", "fd00::2");
   expect_host("2001:db8:0000::00ab", "2001:db8::ab");
-  expect_host("::ffff:172.17.0.2", "::ffff:172.17.0.2");
 }
 
 static void bracketed_ipv6_hosts_are_accepted_without_brackets(void **state)
@@ -77,6 +76,30 @@ static void bracketed_ipv6_hosts_are_accepted_without_brackets(void **state)
   (void)state;
   expect_host("[::1]", "::1");
   expect_host("[fd00:0::2]", "fd00::2");
+}
+
+/* Telepresence's client sends the daemon's IPv4 address as ::ffff:a.b.c.d for an IPv6-only
+ * daemon network: `if ipv6 && !ipv4 && host.Is4() { host = netip.AddrFrom16(host.As16()) }`
+ * (telepresenceio/telepresence pkg/client/docker/teleroute/network.go, CreateNetwork). It must
+ * be dialled as IPv4, which works on hosts booted without IPv6. */
+static void ipv4_mapped_hosts_become_the_ipv4_address(void **state)
+{
+  (void)state;
+  expect_host("::ffff:172.17.0.2", "172.17.0.2");
+  expect_host("[::ffff:172.17.0.2]", "172.17.0.2");
+  expect_host("::FFFF:172.17.0.2", "172.17.0.2");
+  expect_host("[::FFFF:AC11:2]", "172.17.0.2");
+  expect_host("0:0:0:0:0:ffff:10.0.0.1", "10.0.0.1");
+  expect_host("::ffff:0.0.0.0", "0.0.0.0");
+}
+
+static void ipv6_addresses_that_merely_contain_ipv4_stay_ipv6(void **state)
+{
+  (void)state;
+  expect_host("::172.17.0.2", "::172.17.0.2");           /* IPv4-compatible (deprecated), not mapped */
+  expect_host("64:ff9b::172.17.0.2", "64:ff9b::ac11:2"); /* NAT64 */
+  expect_host("::fffe:172.17.0.2", "::fffe:ac11:2");
+  expect_host("::1:ffff:172.17.0.2", "::1:ffff:ac11:2");
 }
 
 static void names_garbage_and_empty_hosts_are_refused_naming_host(void **state)
@@ -207,6 +230,8 @@ int main(void)
       cmocka_unit_test(the_host_is_required),
       cmocka_unit_test(ipv4_and_ipv6_hosts_are_accepted_and_normalised),
       cmocka_unit_test(bracketed_ipv6_hosts_are_accepted_without_brackets),
+      cmocka_unit_test(ipv4_mapped_hosts_become_the_ipv4_address),
+      cmocka_unit_test(ipv6_addresses_that_merely_contain_ipv4_stay_ipv6),
       cmocka_unit_test(names_garbage_and_empty_hosts_are_refused_naming_host),
       cmocka_unit_test(the_port_defaults_to_4039),
       cmocka_unit_test(ports_1_and_65535_are_accepted),

@@ -8,7 +8,7 @@ the thread that creates them, so no thread may exist before the switch).
 
 import argparse
 import ctypes
-import hashlib
+import errno
 import ipaddress
 import json
 import logging
@@ -26,7 +26,8 @@ IFA_F_NODAD = 0x02
 
 BRIDGE = "br-daemon"
 DUMMY = "cluster0"
-DST_PREFIX = "tel"
+DST_PREFIX = "tpd-"
+FAIL_KNOB = "fail-next-veth"  # in STATE: the next veth pair creation fails (see README.md)
 INFO = {"name": "teleroute-test-daemon", "version": "1.0.0"}
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,29 +59,6 @@ def setns_net(pid):
             raise OSError(err, "setns(%s): %s" % (netns_path(pid), os.strerror(err)))
     finally:
         os.close(fd)
-
-
-def run_in_netns_of(pid, fn):
-    """Runs fn() in a throwaway thread that has entered the network namespace of pid.
-
-    The calling thread's namespace is untouched; the helper thread dies afterwards.
-    Returns fn's result or re-raises its exception.
-    """
-    box = {}
-
-    def body():
-        try:
-            setns_net(pid)
-            box["result"] = fn()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-            box["error"] = exc
-
-    t = threading.Thread(target=body, name="netns-%d" % pid, daemon=True)
-    t.start()
-    t.join()
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,21 +101,6 @@ def read_routes(path):
     v4 = [str(ipaddress.IPv4Network(c, strict=False)) for c in data.get("ipv4", [])]
     v6 = [str(ipaddress.IPv6Network(c, strict=False)) for c in data.get("ipv6", [])]
     return v4, v6
-
-
-def pair_names(addr4, addr6, endpoint_id):
-    """v<8 hex> (daemon side, on br-daemon) and tp<8 hex> (plugin side).
-
-    Key: the IPv4 address as 8 hex digits (172.30.0.3 -> ac1e0003); without IPv4 the first
-    8 hex digits of sha1(16 IPv6 bytes); without any address sha1(endpoint id).
-    """
-    if addr4:
-        key = bytes(addr4).hex()
-    elif addr6:
-        key = hashlib.sha1(bytes(addr6)).hexdigest()[:8]
-    else:
-        key = hashlib.sha1(endpoint_id.encode()).hexdigest()[:8]
-    return "v" + key, "tp" + key
 
 
 class CallLog:
@@ -243,69 +206,68 @@ class Net:
                         log.warning("deleting %s: %s", name, exc)
             self.ipr.close()
 
-    def peer_link(self, pid, name):
-        """(index, IFLA_LINK, kind) of link `name` in the namespace of pid, or None."""
-        IPRoute = self.IPRoute
-
-        def look():
-            with IPRoute() as ipr:
-                found = ipr.link_lookup(ifname=name)
-                if not found:
-                    return None
-                link = ipr.get_links(found[0])[0]
-                info = link.get_attr("IFLA_LINKINFO")
-                kind = info.get_attr("IFLA_INFO_KIND") if info else None
-                return link["index"], link.get_attr("IFLA_LINK"), kind
-
-        return run_in_netns_of(pid, look)
-
-    def ensure_pair(self, vname, tpname, pid):
-        """Creates (or reuses) the veth pair vname <-> tpname, tpname in pid's namespace.
-
-        Returns "reused" or "created". Raises RuntimeError("exists: ...") when tpname exists
-        in the plugin's namespace but is not the peer of our vname.
-        """
+    def create_pair(self, pid):
+        """A new veth pair as the real daemon makes one (createAddressEndpoint): both ends named
+        tp-<12 random base32 chars> with random MACs, the first on br-daemon (left down until
+        Join), the second moved into the namespace of pid (the plugin's). Returns (host, cont).
+        Raises VethError with the real daemon's wording when a step fails."""
+        host, cont = interface_name(), interface_name()
         with self.lock:
-            vidx = self.idx(vname)
-            vpeer = None
-            if vidx is not None:
-                vpeer = self.ipr.get_links(vidx)[0].get_attr("IFLA_LINK")
-            tp = self.peer_link(pid, tpname)
-            if tp is not None:
-                tp_index, tp_link, tp_kind = tp
-                if vidx is not None and tp_kind == "veth" and tp_index == vpeer and tp_link == vidx:
-                    self._attach(vidx)
-                    return "reused"
-                raise RuntimeError(
-                    "exists: interface %s in the namespace of pid %d (kind %s) is not the peer of "
-                    "%s in the daemon namespace" % (tpname, pid, tp_kind, vname))
-            if vidx is not None:
-                # Our end exists but its peer is not in the plugin's namespace (still in a
-                # container, or the plugin's namespace changed): replace the pair.
-                log.warning("%s exists but %s is not in the namespace of pid %d: recreating the pair",
-                            vname, tpname, pid)
-                self.ipr.link("del", index=vidx)
             try:
-                self.ipr.link("add", ifname=vname, kind="veth",
-                              peer={"ifname": tpname, "net_ns_pid": pid})
+                self.ipr.link("add", ifname=host, kind="veth", address=random_mac(),
+                              peer={"ifname": cont, "address": random_mac()})
+            except Exception as exc:  # noqa: BLE001 - netlink errors
+                raise VethError("cannot create veth pair %s/%s: %s" % (host, cont, netlink_reason(exc)))
+            self.created.add(host)
+            try:
+                self.ipr.link("set", index=self.idx(host), master=self.idx(BRIDGE))
             except Exception as exc:  # noqa: BLE001
-                # Fallback: create both ends here and move the peer afterwards.
-                log.info("veth with peer in pid %d's namespace failed (%s); moving it instead", pid, exc)
-                if self.idx(vname) is not None:
-                    self.ipr.link("del", index=self.idx(vname))
-                self.ipr.link("add", ifname=vname, kind="veth", peer=tpname)
-                self.ipr.link("set", index=self.idx(tpname), net_ns_pid=pid)
-            self.created.add(vname)
-            self._attach(self.idx(vname))
-            return "created"
+                raise VethError("link set %s master %s failed: %s" % (host, BRIDGE, netlink_reason(exc)))
+            try:
+                if not pid:
+                    raise OSError(errno.ESRCH, "no such process")
+                self.ipr.link("set", index=self.idx(cont), net_ns_pid=pid)
+            except Exception as exc:  # noqa: BLE001
+                raise VethError("link set %s netns %d failed: %s" % (cont, pid or 0, netlink_reason(exc)))
+        return host, cont
 
-    def _attach(self, vidx):
-        self.ipr.link("set", index=vidx, master=self.idx(BRIDGE))
-        self.ipr.link("set", index=vidx, state="up")
-
-    def exists(self, name):
+    def link_up(self, name):
+        """Join's `link set <host end> up`; VethError when it fails (the link is gone)."""
         with self.lock:
-            return self.idx(name) is not None
+            i = self.idx(name)
+            try:
+                if i is None:
+                    raise OSError(errno.ENODEV, "Link not found")
+                self.ipr.link("set", index=i, state="up")
+            except Exception as exc:  # noqa: BLE001
+                raise VethError("link set %s up failed: %s" % (name, netlink_reason(exc)))
+
+
+class VethError(Exception):
+    """A failed netlink step, worded as the real daemon words it."""
+
+
+def netlink_reason(exc):
+    """The errno text of a netlink error, as Go's syscall.Errno prints it (lower case)."""
+    code = getattr(exc, "code", None) or getattr(exc, "errno", None)
+    if isinstance(code, int) and code > 0:
+        return os.strerror(code).lower()
+    return str(exc)
+
+
+_B32 = "abcdefghijklmnopqrstuvwxyz234567"
+
+
+def interface_name():
+    """tp- and 12 characters of lower-case base32 over 7 random bytes (generateInterfaceName)."""
+    n = int.from_bytes(os.urandom(7), "big") << 4  # 56 bits, padded to 60 = 12 characters of 5 bits
+    return "tp-" + "".join(_B32[(n >> (5 * i)) & 31] for i in range(11, -1, -1))
+
+
+def random_mac():
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFE) | 0x02  # unicast, locally administered
+    return ":".join("%02x" % x for x in b)
 
 
 def enable_ipv6(ifnames):
@@ -374,37 +336,27 @@ def start_http(port, v6):
 # the gRPC service
 
 class Daemon:
-    def __init__(self, args, pb2, pb2_grpc, net, calls):
+    """The Teleroute service, following telepresence's pkg/client/docker/teleroute/server_linux.go:
+    state is global to the daemon (not per network), veth pairs are cached by address and never
+    deleted, and a Join of an endpoint whose veth pair could not be made "crashes" the peer."""
+
+    def __init__(self, args, pb2, net, calls):
         self.args = args
         self.pb2 = pb2
-        self.pb2_grpc = pb2_grpc
         self.net = net
         self.calls = calls
         self.routes_path = os.path.join(args.state, "routes.json")
+        self.knob_path = os.path.join(args.state, FAIL_KNOB)
         self.lock = threading.Lock()
-        self.pid = None          # latest Connect pid
-        self.gateways = []       # latest Connect gateways (ipaddress interfaces)
-        self.endpoints = {}      # id -> dict
-        self.daemon_order = []   # ids of daemon endpoints, oldest first
+        self.pid = 0             # the last Connect's pid (0: no Connect yet)
+        self.gateways = []       # the last Connect's gateways (ipaddress interfaces)
+        self.daemon4 = b""       # the last daemon=true CreateEndpoint's addresses
+        self.daemon6 = b""
+        self.endpoints = {}      # id -> {"v4", "v6", "daemon", "pair": (host, cont) or None}
+        self.cache = {}          # key address bytes -> (host, cont)
         self.last_routes = ([], [])
         self.stopping = threading.Event()
         self.generation = 0      # bumped by SIGUSR1: ends current Connect streams
-
-    # -- helpers
-
-    def _via_for(self, ep):
-        """Addresses of the daemon endpoint serving ep: one in a common gateway subnet, else
-        the most recent daemon endpoint."""
-        daemons = [self.endpoints[i] for i in reversed(self.daemon_order) if i in self.endpoints]
-        if not daemons:
-            return b"", b""
-        if ep["v4"] and self.gateways:
-            a = ipaddress.ip_address(ep["v4"])
-            nets = [g.network for g in self.gateways if g.version == 4 and a in g.network]
-            for d in daemons:
-                if d["v4"] and any(ipaddress.ip_address(d["v4"]) in n for n in nets):
-                    return d["v4"], d["v6"]
-        return daemons[0]["v4"], daemons[0]["v6"]
 
     def _routes(self):
         try:
@@ -413,33 +365,41 @@ class Daemon:
             log.warning("cannot read %s (%s): using the previous list", self.routes_path, exc)
         return self.last_routes
 
+    def _take_knob(self):
+        """The test knob: STATE/fail-next-veth makes the next veth pair creation fail (once)."""
+        try:
+            with open(self.knob_path) as f:
+                reason = f.read().strip()
+            os.unlink(self.knob_path)
+        except FileNotFoundError:
+            return None
+        return reason or "operation not permitted"
+
+    def _fail(self, context, rec, code, msg):
+        import grpc  # noqa: PLC0415
+        rec["error"] = "%s: %s" % (code, msg)
+        self.calls.write(rec)
+        log.warning("%s %s: %s", rec["call"], rec.get("id", ""), rec["error"])
+        context.abort(getattr(grpc.StatusCode, code), msg)
+
     # -- rpcs
 
     def Connect(self, request, context):  # noqa: N802
-        import grpc  # noqa: PLC0415
-        pid = int(request.pid)
         gws = []
-        bad = []
+        rec = {"call": "Connect", "pid": int(request.pid), "gateways": [], "peer": context.peer()}
         for g in request.gateways:
-            try:
-                g = bytes(g)
-                if len(g) not in (5, 17):
-                    raise ValueError("length %d" % len(g))
-                gws.append(ipaddress.ip_interface("%s/%d" % (ipaddress.ip_address(g[:-1]), g[-1])))
-            except ValueError as exc:
-                bad.append("%s (%s)" % (bytes(g).hex(), exc))
-        rec = {"call": "Connect", "pid": pid, "gateways": [str(g) for g in gws], "peer": context.peer()}
-        if pid <= 0 or not os.path.exists(netns_path(pid)) or bad:
-            msg = "bad gateways: %s" % ", ".join(bad) if bad else "no process %d (no %s)" % (pid, netns_path(pid))
-            rec["error"] = "INVALID_ARGUMENT: " + msg
-            self.calls.write(rec)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, msg)
+            g = bytes(g)
+            if len(g) not in (5, 17) or g[-1] > (len(g) - 1) * 8:
+                self._fail(context, rec, "INVALID_ARGUMENT", "unexpected slice size" if len(g) not in (5, 17)
+                           else "netip.Prefix.UnmarshalBinary: prefix length %d too large" % g[-1])
+            gws.append(ipaddress.ip_interface("%s/%d" % (ipaddress.ip_address(g[:-1]), g[-1])))
+        rec["gateways"] = [str(g) for g in gws]
         with self.lock:
-            self.pid = pid
+            self.pid = int(request.pid)  # global: the last Connect wins, for every network
             self.gateways = gws
             gen = self.generation
         self.calls.write(rec)
-        log.info("Connect from %s: pid %d gateways %s", context.peer(), pid, [str(g) for g in gws])
+        log.info("Connect from %s: pid %d gateways %s", context.peer(), request.pid, rec["gateways"])
         yield self.pb2.Info(info=INFO)
         reason = None
         while True:
@@ -452,103 +412,132 @@ class Daemon:
             if self.generation != gen:
                 reason = "restart (SIGUSR1)"
                 break
-        self.calls.write({"call": "ConnectEnd", "pid": pid, "reason": reason})
-        log.info("Connect stream of pid %d ends: %s", pid, reason)
-        if reason != "client gone":
-            context.abort(grpc.StatusCode.UNAVAILABLE, "teleroute test daemon: " + reason)
+        self.calls.write({"call": "ConnectEnd", "pid": int(request.pid), "reason": reason})
+        log.info("Connect stream of pid %d ends: %s", request.pid, reason)
+        # the real daemon's handler returns nil when it shuts down: the stream ends with status OK
 
     def CreateEndpoint(self, request, context):  # noqa: N802
-        import grpc  # noqa: PLC0415
         v4, v6 = bytes(request.addr_ipv4), bytes(request.addr_ipv6)
         rec = {"call": "CreateEndpoint", "id": request.id, "addr_ipv4": "", "addr_ipv6": "",
                "daemon": bool(request.daemon)}
-
-        def fail(code, msg):
-            rec["error"] = "%s: %s" % (code.name, msg)
-            self.calls.write(rec)
-            log.warning("CreateEndpoint %s: %s", request.id, rec["error"])
-            context.abort(code, msg)
-
-        if len(v4) not in (0, 4):
-            fail(grpc.StatusCode.INVALID_ARGUMENT, "addr_ipv4 has %d bytes" % len(v4))
-        if len(v6) not in (0, 16):
-            fail(grpc.StatusCode.INVALID_ARGUMENT, "addr_ipv6 has %d bytes" % len(v6))
+        if len(v4) not in (0, 4, 16) or len(v6) not in (0, 4, 16):
+            self._fail(context, rec, "INVALID_ARGUMENT", "unexpected slice size")
         rec["addr_ipv4"], rec["addr_ipv6"] = addr_str(v4), addr_str(v6)
-        if not request.id:
-            fail(grpc.StatusCode.INVALID_ARGUMENT, "empty endpoint id")
         with self.lock:
+            if request.daemon:  # before any other check, as the real daemon does
+                self.daemon4, self.daemon6 = v4, v6
             pid = self.pid
-        if pid is None:
-            fail(grpc.StatusCode.FAILED_PRECONDITION, "no Connect yet: unknown plugin pid")
-        vname, tpname = pair_names(v4, v6, request.id)
-        rec.update({"pid": pid, "interface": tpname, "daemon_side": vname})
-        try:
-            how = self.net.ensure_pair(vname, tpname, pid)
-        except RuntimeError as exc:
-            if str(exc).startswith("exists:"):
-                fail(grpc.StatusCode.ALREADY_EXISTS, str(exc)[len("exists: "):])
-            fail(grpc.StatusCode.INTERNAL, str(exc))
-        except Exception as exc:  # noqa: BLE001 - netlink errors
-            fail(grpc.StatusCode.INTERNAL, "veth %s/%s: %s" % (vname, tpname, exc))
-        rec["veth"] = how
+        key = v4 or v6
+        if not key:
+            self._fail(context, rec, "INVALID_ARGUMENT", "neither IPv4 nor IPv6 address provided")
         with self.lock:
-            self.endpoints[request.id] = {"v4": v4, "v6": v6, "daemon": bool(request.daemon),
-                                          "vname": vname, "tpname": tpname}
-            if request.daemon:
-                if request.id in self.daemon_order:
-                    self.daemon_order.remove(request.id)
-                self.daemon_order.append(request.id)
+            if request.id in self.endpoints:
+                known = True
+            else:
+                known = False
+                # reserve the id: the real daemon stores it whatever happens to the veth pair
+                self.endpoints[request.id] = {"v4": v4, "v6": v6, "daemon": bool(request.daemon), "pair": None}
+            pair = self.cache.get(key)
+        if known:
+            self._fail(context, rec, "ALREADY_EXISTS", "endpoint %s already exists" % request.id)
+        how = "reused"
+        error = None
+        if pair is None:
+            how = "created"
+            reason = self._take_knob()
+            try:
+                if reason is not None:
+                    raise VethError("cannot create veth pair %s/%s: %s" % (interface_name(), interface_name(), reason))
+                pair = self.net.create_pair(pid)
+            except VethError as exc:
+                error = str(exc)
+        rec["pid"] = pid
+        if error is not None:
+            # the id stays, with no links: a later Join of it dereferences nil in the real daemon
+            rec["veth"] = "failed"
+            self._fail(context, rec, "INTERNAL", error)
+        with self.lock:
+            self.cache.setdefault(key, pair)
+            pair = self.cache[key]
+            self.endpoints[request.id]["pair"] = pair
+        rec.update({"interface": pair[1], "daemon_side": pair[0], "veth": how})
         self.calls.write(rec)
-        log.info("CreateEndpoint %s %s %s daemon=%s: %s %s <-> %s (pid %d)", request.id,
-                 rec["addr_ipv4"], rec["addr_ipv6"], bool(request.daemon), how, vname, tpname, pid)
+        log.info("CreateEndpoint %s %s %s daemon=%s: %s %s <-> %s (pid %d)", request.id, rec["addr_ipv4"],
+                 rec["addr_ipv6"], bool(request.daemon), how, pair[0], pair[1], pid)
         return empty_pb2.Empty()
 
     def Join(self, request, context):  # noqa: N802
-        import grpc  # noqa: PLC0415
         rec = {"call": "Join", "id": request.id}
         with self.lock:
             ep = self.endpoints.get(request.id)
-            if ep is not None:
-                via4, via6 = (b"", b"") if ep["daemon"] else self._via_for(ep)
+            daemon4, daemon6, gateways = self.daemon4, self.daemon6, list(self.gateways)
         if ep is None:
-            rec["error"] = "NOT_FOUND"
-            self.calls.write(rec)
-            context.abort(grpc.StatusCode.NOT_FOUND, "unknown endpoint %s" % request.id)
-        resp = self.pb2.JoinResponse(interface_src_name=ep["tpname"], interface_dst_prefix=DST_PREFIX,
-                                     disable_gw=True)
+            self._fail(context, rec, "NOT_FOUND", "endpoint %s not found" % request.id)
+        if ep["pair"] is None:
+            self._crash(rec)
+        host, cont = ep["pair"]
+        try:
+            self.net.link_up(host)
+        except VethError as exc:
+            self._fail(context, rec, "INTERNAL", str(exc))
+        resp = self.pb2.JoinResponse(interface_src_name=cont, interface_dst_prefix=DST_PREFIX)
         routes = []
         if not ep["daemon"]:
             r4, r6 = self._routes()
             routes = r4 + r6
             resp.routes.extend(prefix_bytes(c) for c in routes)
-            resp.via_ip_v4 = via4
-            resp.via_ip_v6 = via6
-            resp.via = via4
-        if not self.net.exists(ep["vname"]):
-            log.warning("Join %s: daemon-side %s is gone", request.id, ep["vname"])
-        rec.update({"interface": ep["tpname"], "daemon": ep["daemon"], "routes": routes,
-                    "via_ip_v4": addr_str(via4) if not ep["daemon"] else "",
-                    "via_ip_v6": addr_str(via6) if not ep["daemon"] else ""})
+            if r4:
+                if not daemon4:
+                    self._fail(context, rec, "INTERNAL", "IPv4 is not enabled for the teleroute network")
+                resp.via_ip_v4 = daemon4
+            if r6:
+                if not daemon6:
+                    self._fail(context, rec, "INTERNAL", "IPv6 is not enabled for the teleroute network")
+                resp.via_ip_v6 = daemon6
+            resp.via = resp.via_ip_v6 or resp.via_ip_v4  # the legacy field prefers IPv6
+        gw4 = next((g for g in gateways if g.version == 4), None)
+        gw6 = next((g for g in gateways if g.version == 6), None)
+        if gw4 is not None:
+            resp.gw_ip_v4 = gw4.ip.packed + bytes([gw4.network.prefixlen])
+        if gw6 is not None:
+            resp.gw_ip_v6 = gw6.ip.packed + bytes([gw6.network.prefixlen])
+        rec.update({"interface": cont, "daemon": ep["daemon"], "routes": routes,
+                    "via_ip_v4": addr_str(resp.via_ip_v4), "via_ip_v6": addr_str(resp.via_ip_v6),
+                    "via": addr_str(resp.via), "gw_ip_v4": str(gw4) if gw4 else "",
+                    "gw_ip_v6": str(gw6) if gw6 else ""})
         self.calls.write(rec)
-        log.info("Join %s: %s routes %s via %s %s", request.id, ep["tpname"], routes,
-                 rec["via_ip_v4"], rec["via_ip_v6"])
+        log.info("Join %s: %s routes %s via %s %s gateways %s %s", request.id, cont, routes,
+                 rec["via_ip_v4"], rec["via_ip_v6"], rec["gw_ip_v4"], rec["gw_ip_v6"])
         return resp
 
+    def _crash(self, rec):
+        """The real daemon's Join reads ep.vethHost.Attrs() of an endpoint stored with nil links
+        and panics: the whole daemon dies. So does this peer, at once and without cleaning up."""
+        rec["crash"] = "nil pointer dereference: endpoint %s has no veth pair" % rec["id"]
+        self.calls.write(rec)
+        log.critical("Join %s: %s; the daemon crashes (exit 2)", rec["id"], rec["crash"])
+        logging.shutdown()
+        os._exit(2)
+
     def Leave(self, request, context):  # noqa: N802
+        rec = {"call": "Leave", "id": request.id}
         with self.lock:
             known = request.id in self.endpoints
-        self.calls.write({"call": "Leave", "id": request.id, "known": known})
-        log.info("Leave %s (known=%s)", request.id, known)
+        if not known:
+            self._fail(context, rec, "NOT_FOUND", "endpoint %s not found" % request.id)
+        self.calls.write(rec)
+        log.info("Leave %s", request.id)
         return empty_pb2.Empty()
 
     def RemoveEndpoint(self, request, context):  # noqa: N802
+        rec = {"call": "RemoveEndpoint", "id": request.id}
         with self.lock:
             ep = self.endpoints.pop(request.id, None)
-            if request.id in self.daemon_order:
-                self.daemon_order.remove(request.id)
-        self.calls.write({"call": "RemoveEndpoint", "id": request.id, "known": ep is not None,
-                          "interface": ep["tpname"] if ep else ""})
-        log.info("RemoveEndpoint %s (known=%s; veth kept)", request.id, ep is not None)
+        if ep is None:
+            self._fail(context, rec, "NOT_FOUND", "endpoint %s not found" % request.id)
+        rec["interface"] = ep["pair"][1] if ep["pair"] else ""
+        self.calls.write(rec)
+        log.info("RemoveEndpoint %s (veth kept)", request.id)
         return empty_pb2.Empty()
 
 
@@ -617,7 +606,7 @@ def serve(argv):
     state = os.path.abspath(args.state)
     args.state = state
     os.makedirs(state, exist_ok=True)
-    for stale in ("ready", "pid"):
+    for stale in ("ready", "pid", FAIL_KNOB):
         try:
             os.unlink(os.path.join(state, stale))
         except FileNotFoundError:
@@ -672,7 +661,7 @@ def serve(argv):
 
         # 4. gRPC.
         calls = CallLog(os.path.join(state, "calls.jsonl"))
-        daemon = Daemon(args, pb2, pb2_grpc, net, calls)
+        daemon = Daemon(args, pb2, net, calls)
         daemon.last_routes = (cidrs4, cidrs6)
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="grpc"))
         pb2_grpc.add_TelerouteServicer_to_server(make_servicer(pb2_grpc, daemon), server)
@@ -775,6 +764,16 @@ def cmd_set_routes(argv):
     return 0
 
 
+def cmd_fail_next_veth(argv):
+    p = argparse.ArgumentParser(prog="run fail-next-veth")
+    p.add_argument("--state", required=True)
+    p.add_argument("--reason", default="operation not permitted",
+                   help="the netlink error the failure reports (default: operation not permitted)")
+    a = p.parse_args(argv)
+    write_atomic(os.path.join(a.state, FAIL_KNOB), a.reason + "\n")
+    return 0
+
+
 def cmd_stop(argv):
     p = argparse.ArgumentParser(prog="run stop")
     p.add_argument("--state", required=True)
@@ -836,6 +835,8 @@ def main(argv):
         return cmd_cluster_addr(argv[1:], "del")
     if argv and argv[0] == "set-routes":
         return cmd_set_routes(argv[1:])
+    if argv and argv[0] == "fail-next-veth":
+        return cmd_fail_next_veth(argv[1:])
     if argv and argv[0] == "stop":
         return cmd_stop(argv[1:])
     if argv and argv[0] == "serve":
