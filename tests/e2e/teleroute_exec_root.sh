@@ -14,70 +14,13 @@ peer=$SOURCE_DIR/tests/peers/teleroute-daemon/run
 
 # Short: plugin sockets live at <exec-root>/plugins/<64 hex>/teleroute.sock (108 bytes at most).
 d2=$(mktemp -d /tmp/d2.XXXXXX)
-on_exit rm -rf --one-file-system "$d2"
-
-# Every process whose command line names $d2 (dockerd, its containerd, their shims): ours.
-d2_pids() {
-  local p
-  for p in /proc/[0-9]*; do
-    { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF -- "$d2/" && echo "${p#/proc/}"
-  done
-  return 0
-}
-d2_stop() {
-  local pid left
-  pid=$(cat "$d2/docker.pid" 2>/dev/null) || pid=
-  if [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null; then
-    for _ in $(seq 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-  fi
-  for _ in $(seq 50); do # the managed containerd ends after dockerd
-    left=$(d2_pids)
-    [ -z "$left" ] && break
-    sleep 0.2
-  done
-  left=$(d2_pids)
-  if [ -n "$left" ]; then
-    echo "killing what the second dockerd left: $left" >&2
-    # shellcheck disable=SC2086
-    kill -KILL $left 2>/dev/null || true
-  fi
-  if [ -n "${d2_bridge:-}" ] && ip link show "$d2_bridge" >/dev/null 2>&1; then ip link del "$d2_bridge"; fi
-  if [ -n "${d2_default_bridge:-}" ] && ip link show "$d2_default_bridge" >/dev/null 2>&1; then ip link del "$d2_default_bridge"; fi
-  return 0
-}
-on_exit d2_stop
+on_exit "$SOURCE_DIR/tests/env/second-dockerd" remove "$d2"
 on_exit sh -c "echo '--- second dockerd log (tail)'; tail -n 20 '$d2/dockerd.log' 2>/dev/null"
-
-# Its default bridge is one of its own: with --bridge=none dockerd deletes the interface named
-# docker0 at start-up, which is the main engine's, and breaks every other container on the host.
-# (Added by the lead: this had deleted the shared engine's docker0 several times.)
-d2_default_bridge=tr2d-$(printf '%04x%04x' $RANDOM $RANDOM)
-ip link add "$d2_default_bridge" type bridge || fail "cannot create the second engine's default bridge"
-for _ in $(seq 20); do
-  d2_default_sub=10.$((100 + RANDOM % 50)).$((RANDOM % 256))
-  ip -4 route | grep -q "^$d2_default_sub\." || break
-done
-ip addr add "$d2_default_sub.1/24" dev "$d2_default_bridge"
-ip link set "$d2_default_bridge" up
-
-# Its own mount namespace (slave: it sees the host's mounts, the host sees none of its own), with
-# /run/containerd covered so that it starts its own containerd even where a system one runs.
-echo '{}' >"$d2/daemon.json"
-setsid unshare --mount --propagation slave -- sh -c 'mount -t tmpfs -o mode=0711 tmpfs /run/containerd && exec dockerd "$@"' \
-  dockerd --data-root "$d2/data" --exec-root "$d2/x" --pidfile "$d2/docker.pid" -H "unix://$d2/docker.sock" \
-  --config-file "$d2/daemon.json" --bridge="$d2_default_bridge" --iptables=false --log-level=info \
-  </dev/null >"$d2/dockerd.log" 2>&1 &
-ok=
-for _ in $(seq 240); do
-  if docker -H "unix://$d2/docker.sock" info >/dev/null 2>&1; then ok=1; break; fi
-  sleep 0.25
-done
-[ -n "$ok" ] || fail "the second dockerd did not start: $(tail -5 "$d2/dockerd.log")"
+d2_host=$("$SOURCE_DIR/tests/env/second-dockerd" start "$d2") || fail "the second dockerd did not start"
 [ "$(readlink "/proc/$(cat "$d2/docker.pid")/ns/mnt")" != "$(readlink /proc/self/ns/mnt)" ] ||
   fail "the second dockerd shares our mount namespace"
-docker save "$image" | docker -H "unix://$d2/docker.sock" load >/dev/null || fail "cannot load $image into the second dockerd"
 # From here on every docker command, cleanups included, talks to the second engine.
-export DOCKER_HOST=unix://$d2/docker.sock
+export DOCKER_HOST=$d2_host
 [ "$(docker info -f '{{.DockerRootDir}}')" = "$d2/data" ] || fail "DOCKER_HOST does not reach the second dockerd"
 pass "a second dockerd runs with --exec-root $d2/x, --data-root $d2/data, in its own mount namespace"
 
@@ -92,6 +35,8 @@ pass "teleroute enables on the second engine; it binds no host path"
 # The daemon container needs an address the plugin (host network) can reach: a bridge network of
 # the second engine, on a /24 that no host route uses.
 d2_bridge=tr2-$(printf '%04x%04x' $RANDOM $RANDOM)
+drop_bridge() { if ip link show "$1" >/dev/null 2>&1; then ip link del "$1"; fi; }
+on_exit drop_bridge "$d2_bridge"
 for _ in $(seq 20); do
   sub=10.$((150 + RANDOM % 50)).$((RANDOM % 256))
   ip -4 route | grep -q "^$sub\." || break
