@@ -64,11 +64,9 @@ static int lookup_opts(struct tm_ctx *c, const char *name, struct tm_opts *o, pl
 static size_t volumes_of_export_locked(struct tm_ctx *c, const struct tm_opts *o)
 {
   size_t n = 0;
-  for (size_t i = 0; i < c->table.n; i++) {
-    const struct tm_opts *x = &c->table.vols[i]->opts;
-    if (strcmp(x->host, o->host) == 0 && x->port == o->port && x->ro == o->ro)
+  for (size_t i = 0; i < c->table.n; i++)
+    if (tm_opts_same_export(&c->table.vols[i]->opts, o))
       n++;
-  }
   return n;
 }
 

@@ -236,6 +236,11 @@ bool tm_opts_equal(const struct tm_opts *a, const struct tm_opts *b)
          strcmp(a->host, b->host) == 0 && a->port == b->port && a->ro == b->ro;
 }
 
+bool tm_opts_same_export(const struct tm_opts *a, const struct tm_opts *b)
+{
+  return strcmp(a->host, b->host) == 0 && a->port == b->port && a->ro == b->ro;
+}
+
 char *tm_opts_describe(const struct tm_opts *o)
 {
   return xasprintf("container=%s dir=%s host=%s port=%d ro=%s", o->container, o->dir, o->host, o->port,

@@ -30,6 +30,9 @@ int tm_opts_parse(json_t *opts, struct tm_opts *out, plg_error_t *err);
 void tm_opts_clear(struct tm_opts *o);
 void tm_opts_copy(struct tm_opts *dst, const struct tm_opts *src);
 bool tm_opts_equal(const struct tm_opts *a, const struct tm_opts *b);
+/* True when A and B are volumes of one export: the same host, port and read-only flag, which one
+ * sshfs serves. */
+bool tm_opts_same_export(const struct tm_opts *a, const struct tm_opts *b);
 /* "container=echo-easy dir=var/run host=localhost port=34439 ro=false", for messages. */
 char *tm_opts_describe(const struct tm_opts *o);
 

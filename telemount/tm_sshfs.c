@@ -383,3 +383,17 @@ int tm_unmount(const char *path, plg_error_t *err)
     return plg_error_make(err, 0, "cannot unmount %s: %s", path, out ? out : "still mounted");
   return 0;
 }
+
+void tm_sshfs_remove_stale(const char *root)
+{
+  char **stale = tm_mounts_below(root, "fuse.sshfs");
+  for (char **p = stale; *p != NULL; p++) {
+    plg_error_t err = NULL;
+    if (tm_unmount(*p, &err) == 0)
+      plg_info("removed the stale mount %s left by an earlier run", *p);
+    else
+      plg_warn("%s", err->msg);
+    plg_error_release(&err);
+  }
+  tm_strv_free(stale);
+}

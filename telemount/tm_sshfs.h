@@ -59,6 +59,9 @@ void tm_sshfs_kill(struct tm_sshfs *s);
 char *tm_sshfs_stderr_tail(struct tm_sshfs *s);
 pid_t tm_sshfs_pid(const struct tm_sshfs *s);
 
+/* Unmounts every sshfs mount below ROOT: what an earlier run of the plugin left. */
+void tm_sshfs_remove_stale(const char *root);
+
 /* fusermount3 -u PATH, then -uz if it is busy; 0 when PATH is no longer a mount point. */
 int tm_unmount(const char *path, plg_error_t *err);
 

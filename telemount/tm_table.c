@@ -101,11 +101,6 @@ void tm_table_remove(struct tm_table *t, const char *name)
     tm_volume_free(v);
 }
 
-bool tm_silence_is_final(int64_t silent_since, int64_t now, int64_t linger_ms)
-{
-  return silent_since > 0 && now - silent_since > linger_ms;
-}
-
 bool tm_volume_add_id(struct tm_volume *v, const char *id)
 {
   for (size_t i = 0; i < v->n_ids; i++)

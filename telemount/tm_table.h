@@ -39,12 +39,6 @@ struct tm_volume *tm_table_take(struct tm_table *t, const char *name);
 void tm_table_put(struct tm_table *t, struct tm_volume *v);
 void tm_volume_free(struct tm_volume *v);
 
-/* Telepresence names volumes <container>-<i> and creates the same names again, with a new port,
- * in its next intercept; Docker reuses a volume its driver still knows without passing the new
- * options. So a volume that no container holds is let go once its server has been silent
- * (SILENT_SINCE, 0 = it answers) for longer than the linger time. */
-bool tm_silence_is_final(int64_t silent_since, int64_t now, int64_t linger_ms);
-
 /* Set semantics: adding a present ID or removing an absent one changes nothing. */
 bool tm_volume_add_id(struct tm_volume *v, const char *id);
 bool tm_volume_remove_id(struct tm_volume *v, const char *id);

@@ -17,6 +17,7 @@
 #include "plg_util.h"
 #include "test_http.h"
 #include "tm_driver.h"
+#include "tm_export.h"
 #include "tm_table.h"
 
 #include <arpa/inet.h>
