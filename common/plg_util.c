@@ -113,3 +113,12 @@ void plg_cleanup_closep(int *fd)
     errno = saved;
   }
 }
+
+void plg_strv_free(char **v)
+{
+  if (v == NULL)
+    return;
+  for (char **p = v; *p != NULL; p++)
+    free(*p);
+  free(v);
+}

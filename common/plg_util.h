@@ -25,6 +25,9 @@ void plg_timespec_in(struct timespec *ts, clockid_t clock, int64_t ms);
  * jumps. Wait on it with plg_timespec_in(&ts, CLOCK_MONOTONIC, ms). */
 void plg_cond_init_monotonic(pthread_cond_t *cond);
 
+/* Frees a NULL-terminated array of strings and the strings. */
+void plg_strv_free(char **v);
+
 void plg_cleanup_freep(void *p);
 void plg_cleanup_closep(int *fd);
 

@@ -127,17 +127,8 @@ char **tm_mountinfo_below(const char *text, const char *prefix, const char *fsty
   return out;
 }
 
-char **tm_mounts_below(const char *prefix, const char *fstype)
+char **tm_mountinfo_list_below(const char *prefix, const char *fstype)
 {
   cleanup_free char *text = read_mountinfo();
   return tm_mountinfo_below(text, prefix, fstype);
-}
-
-void tm_strv_free(char **v)
-{
-  if (v == NULL)
-    return;
-  for (char **p = v; *p != NULL; p++)
-    free(*p);
-  free(v);
 }

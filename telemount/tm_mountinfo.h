@@ -17,10 +17,8 @@ bool tm_mountinfo_device(const char *text, const char *path, char *dev, size_t d
 bool tm_mount_device(const char *path, char *dev, size_t dev_size);
 
 /* Mount points in TEXT strictly below PREFIX with FSTYPE, deepest first; a NULL-terminated
- * array the caller frees with tm_strv_free. */
+ * array the caller frees with plg_strv_free. */
 char **tm_mountinfo_below(const char *text, const char *prefix, const char *fstype);
-char **tm_mounts_below(const char *prefix, const char *fstype);
-
-void tm_strv_free(char **v);
+char **tm_mountinfo_list_below(const char *prefix, const char *fstype);
 
 #endif

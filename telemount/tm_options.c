@@ -102,7 +102,7 @@ static bool is_dns_name(const char *s)
   return s[n - 1] != '-';
 }
 
-int tm_host_parse(const char *text, char **normalised, enum tm_host_kind *kind, plg_error_t *err)
+int tm_host_parse(const char *text, char **normalised, plg_error_t *err)
 {
   char buf[INET6_ADDRSTRLEN];
   unsigned char addr[16];
@@ -113,26 +113,22 @@ int tm_host_parse(const char *text, char **normalised, enum tm_host_kind *kind, 
   else
     bare = xstrdup(text);
   if (inet_pton(AF_INET, bare, addr) == 1) {
-    *kind = TM_HOST_IPV4;
     *normalised = xstrdup(inet_ntop(AF_INET, addr, buf, sizeof buf));
     return 0;
   }
   if (inet_pton(AF_INET6, bare, addr) == 1 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
     /* Telepresence sends the daemon's IPv4 address in this form on IPv6-only networks; as the
      * IPv4 address it also works on hosts booted without IPv6. */
-    *kind = TM_HOST_IPV4;
     *normalised = xstrdup(inet_ntop(AF_INET, addr + 12, buf, sizeof buf));
     return 0;
   }
   if (inet_pton(AF_INET6, bare, addr) == 1) {
-    *kind = TM_HOST_IPV6;
     *normalised = xstrdup(inet_ntop(AF_INET6, addr, buf, sizeof buf));
     return 0;
   }
   if (bare == NULL || strcmp(bare, text) != 0 || !is_dns_name(text) ||
       strspn(text, "0123456789.") == strlen(text))
     return plg_error_bad_request(err, "option \"host\": \"%.64s\" is not an IP address or a host name", text);
-  *kind = TM_HOST_NAME;
   *normalised = xstrdup(text);
   for (char *p = *normalised; *p != '\0'; p++)
     *p = (char)tolower((unsigned char)*p);
@@ -174,7 +170,7 @@ static int parse_one(struct tm_opts *o, const char *key, const char *value, plg_
   if (strcmp(key, "host") == 0) {
     free(o->host);
     o->host = NULL;
-    return tm_host_parse(value, &o->host, &o->host_kind, err);
+    return tm_host_parse(value, &o->host, err);
   }
   if (strcmp(key, "port") == 0)
     return parse_port(value, &o->port, err);
@@ -209,7 +205,6 @@ int tm_opts_parse(json_t *opts, struct tm_opts *out, plg_error_t *err)
     out->dir = xstrdup("");
   if (out->host == NULL) {
     out->host = xstrdup("localhost");
-    out->host_kind = TM_HOST_NAME;
   }
   return 0;
 }

@@ -11,13 +11,10 @@
 
 #define TM_EXPORT_ROOT "/tel_app_exports"
 
-enum tm_host_kind { TM_HOST_IPV4, TM_HOST_IPV6, TM_HOST_NAME };
-
 struct tm_opts {
   char *container; /* one path segment */
   char *dir;       /* relative path, normalised ("" when not given): "var/run/secrets" */
   char *host;      /* normalised: IP literals in canonical form without brackets */
-  enum tm_host_kind host_kind;
   int port;
   bool ro;
 };
@@ -38,7 +35,7 @@ char *tm_opts_describe(const struct tm_opts *o);
 
 /* Host syntax: an IPv4 or IPv6 literal (brackets allowed) or a plain DNS name. An IPv4-mapped
  * IPv6 address ("::ffff:172.17.0.2") is the IPv4 address. */
-int tm_host_parse(const char *text, char **normalised, enum tm_host_kind *kind, plg_error_t *err);
+int tm_host_parse(const char *text, char **normalised, plg_error_t *err);
 
 /* The remote directory: "/tel_app_exports/<container>[/<dir>]". */
 char *tm_remote_dir(const struct tm_opts *o);

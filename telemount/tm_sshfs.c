@@ -247,7 +247,7 @@ static int spawn(struct tm_sshfs *s, const struct tm_sshfs_params *p, plg_error_
     plg_debug("starting %s", joined);
   }
   s->pid = plg_proc_spawn((const char *const *)argv, &opts, err);
-  tm_strv_free(argv);
+  plg_strv_free(argv);
   close(pipefd[1]);
   if (s->pid < 0) {
     close(pipefd[0]);
@@ -386,7 +386,7 @@ int tm_unmount(const char *path, plg_error_t *err)
 
 void tm_sshfs_remove_stale(const char *root)
 {
-  char **stale = tm_mounts_below(root, "fuse.sshfs");
+  char **stale = tm_mountinfo_list_below(root, "fuse.sshfs");
   for (char **p = stale; *p != NULL; p++) {
     plg_error_t err = NULL;
     if (tm_unmount(*p, &err) == 0)
@@ -395,5 +395,5 @@ void tm_sshfs_remove_stale(const char *root)
       plg_warn("%s", err->msg);
     plg_error_release(&err);
   }
-  tm_strv_free(stale);
+  plg_strv_free(stale);
 }

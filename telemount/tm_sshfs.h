@@ -34,7 +34,7 @@ typedef void (*tm_sshfs_event_fn)(void *arg, enum tm_sshfs_event ev, const char 
 
 struct tm_sshfs;
 
-/* The argv for PARAMS (NULL-terminated, free with tm_strv_free). User text never appears in it
+/* The argv for PARAMS (NULL-terminated, free with plg_strv_free). User text never appears in it
  * except as the already validated numeric address. */
 char **tm_sshfs_argv(const struct tm_sshfs_params *p);
 
