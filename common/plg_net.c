@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 void plg_net_format(const struct sockaddr *sa, char *buf, size_t size)
@@ -24,10 +25,60 @@ void plg_net_format(const struct sockaddr *sa, char *buf, size_t size)
   }
 }
 
-static int wait_writable(int fd, int timeout_ms)
+bool plg_net_parse_ip(const char *text, char *canonical, int *family)
 {
-  int64_t deadline = plg_now_ms() + timeout_ms;
-  struct pollfd p = {.fd = fd, .events = POLLOUT};
+  unsigned char addr[16];
+  char bare[INET6_ADDRSTRLEN];
+  size_t n = strlen(text);
+  if (n >= 2 && n - 2 < sizeof bare && text[0] == '[' && text[n - 1] == ']') {
+    memcpy(bare, text + 1, n - 2);
+    bare[n - 2] = '\0';
+  } else if (n < sizeof bare) {
+    memcpy(bare, text, n + 1);
+  } else {
+    return false;
+  }
+  const unsigned char *raw = addr;
+  if (inet_pton(AF_INET, bare, addr) == 1) {
+    *family = AF_INET;
+  } else if (inet_pton(AF_INET6, bare, addr) == 1 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
+    *family = AF_INET;
+    raw = addr + 12;
+  } else if (inet_pton(AF_INET6, bare, addr) == 1) {
+    *family = AF_INET6;
+  } else {
+    return false;
+  }
+  inet_ntop(*family, raw, canonical, INET6_ADDRSTRLEN);
+  return true;
+}
+
+bool plg_net_sockaddr(const char *host, int port, struct sockaddr_storage *sa, socklen_t *len)
+{
+  char canonical[INET6_ADDRSTRLEN];
+  int family;
+  if (!plg_net_parse_ip(host, canonical, &family))
+    return false;
+  memset(sa, 0, sizeof *sa);
+  if (family == AF_INET) {
+    struct sockaddr_in *s4 = (struct sockaddr_in *)sa;
+    s4->sin_family = AF_INET;
+    s4->sin_port = htons((uint16_t)port);
+    inet_pton(AF_INET, canonical, &s4->sin_addr);
+    *len = sizeof *s4;
+  } else {
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)sa;
+    s6->sin6_family = AF_INET6;
+    s6->sin6_port = htons((uint16_t)port);
+    inet_pton(AF_INET6, canonical, &s6->sin6_addr);
+    *len = sizeof *s6;
+  }
+  return true;
+}
+
+int plg_net_wait(int fd, short events, int64_t deadline)
+{
+  struct pollfd p = {.fd = fd, .events = events};
   for (;;) {
     int64_t left = deadline - plg_now_ms();
     int rc = poll(&p, 1, left > 0 ? (int)left : 0);
@@ -46,7 +97,7 @@ int plg_net_connect(const struct sockaddr *sa, socklen_t len, int timeout_ms, bo
   if (connect(fd, sa, len) < 0) {
     if (errno != EINPROGRESS)
       return plg_error_make(err, errno, "cannot connect to %s", where);
-    if (wait_writable(fd, timeout_ms) == 0)
+    if (plg_net_wait(fd, POLLOUT, plg_now_ms() + timeout_ms) == 0)
       return plg_error_make(err, 0, "cannot connect to %s: no answer within %d ms", where, timeout_ms);
     int soerr = 0;
     socklen_t sl = sizeof soerr;

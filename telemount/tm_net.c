@@ -121,18 +121,8 @@ static int resolve_async(const char *host, int timeout_ms, struct addrinfo **res
 int tm_net_resolve(const char *host, int port, int timeout_ms, struct tm_addr *out, plg_error_t *err)
 {
   memset(out, 0, sizeof *out);
-  struct in_addr a4;
-  struct in6_addr a6;
-  if (inet_pton(AF_INET, host, &a4) == 1) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)&out->sa;
-    sin->sin_family = out->family = AF_INET;
-    sin->sin_addr = a4;
-    out->len = sizeof *sin;
-  } else if (inet_pton(AF_INET6, host, &a6) == 1) {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->sa;
-    sin6->sin6_family = out->family = AF_INET6;
-    sin6->sin6_addr = a6;
-    out->len = sizeof *sin6;
+  if (plg_net_sockaddr(host, port, &out->sa, &out->len)) {
+    out->family = out->sa.ss_family;
   } else {
     struct addrinfo *res = NULL;
     if (resolve_async(host, timeout_ms, &res, err) < 0)
@@ -153,17 +143,6 @@ int tm_net_resolve(const char *host, int port, int timeout_ms, struct tm_addr *o
   return 0;
 }
 
-static int wait_fd(int fd, short events, int64_t deadline)
-{
-  struct pollfd p = {.fd = fd, .events = events};
-  for (;;) {
-    int rc = poll(&p, 1, remaining_ms(deadline));
-    if (rc < 0 && errno == EINTR)
-      continue;
-    return rc; /* 0: deadline passed */
-  }
-}
-
 int tm_net_connect(const struct tm_addr *addr, int timeout_ms, plg_error_t *err)
 {
   char where[96];
@@ -174,7 +153,7 @@ int tm_net_connect(const struct tm_addr *addr, int timeout_ms, plg_error_t *err)
 static int send_all(int fd, const unsigned char *buf, size_t len, int64_t deadline)
 {
   while (len > 0) {
-    if (wait_fd(fd, POLLOUT, deadline) == 0)
+    if (plg_net_wait(fd, POLLOUT, deadline) == 0)
       return -1;
     ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
@@ -191,7 +170,7 @@ static int send_all(int fd, const unsigned char *buf, size_t len, int64_t deadli
 static int recv_all(int fd, unsigned char *buf, size_t len, int64_t deadline)
 {
   while (len > 0) {
-    if (wait_fd(fd, POLLIN, deadline) == 0) {
+    if (plg_net_wait(fd, POLLIN, deadline) == 0) {
       errno = ETIMEDOUT;
       return -1;
     }

@@ -1,5 +1,6 @@
 #include "tm_options.h"
 
+#include "plg_net.h"
 #include "plg_settings.h"
 #include "plg_util.h"
 
@@ -104,46 +105,17 @@ static bool is_dns_name(const char *s)
 
 int tm_host_parse(const char *text, char **normalised, plg_error_t *err)
 {
-  char buf[INET6_ADDRSTRLEN];
-  unsigned char addr[16];
-  cleanup_free char *bare = NULL;
-  size_t n = strlen(text);
-  if (n >= 2 && text[0] == '[' && text[n - 1] == ']')
-    bare = xstrndup(text + 1, n - 2);
-  else
-    bare = xstrdup(text);
-  if (inet_pton(AF_INET, bare, addr) == 1) {
-    *normalised = xstrdup(inet_ntop(AF_INET, addr, buf, sizeof buf));
+  char ip[INET6_ADDRSTRLEN];
+  int family;
+  if (plg_net_parse_ip(text, ip, &family)) {
+    *normalised = xstrdup(ip);
     return 0;
   }
-  if (inet_pton(AF_INET6, bare, addr) == 1 && IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)addr)) {
-    /* Telepresence sends the daemon's IPv4 address in this form on IPv6-only networks; as the
-     * IPv4 address it also works on hosts booted without IPv6. */
-    *normalised = xstrdup(inet_ntop(AF_INET, addr + 12, buf, sizeof buf));
-    return 0;
-  }
-  if (inet_pton(AF_INET6, bare, addr) == 1) {
-    *normalised = xstrdup(inet_ntop(AF_INET6, addr, buf, sizeof buf));
-    return 0;
-  }
-  if (bare == NULL || strcmp(bare, text) != 0 || !is_dns_name(text) ||
-      strspn(text, "0123456789.") == strlen(text))
+  if (!is_dns_name(text) || strspn(text, "0123456789.") == strlen(text))
     return plg_error_bad_request(err, "option \"host\": \"%.64s\" is not an IP address or a host name", text);
   *normalised = xstrdup(text);
   for (char *p = *normalised; *p != '\0'; p++)
     *p = (char)tolower((unsigned char)*p);
-  return 0;
-}
-
-static int parse_port(const char *value, int *out, plg_error_t *err)
-{
-  int64_t port;
-  plg_error_t inner = NULL;
-  if (plg_parse_int(value, 1, 65535, &port, &inner) < 0 || value[0] == '+' || value[0] == '-') {
-    plg_error_release(&inner);
-    return plg_error_bad_request(err, "option \"port\": \"%.32s\" is not a port number (1-65535)", value);
-  }
-  *out = (int)port;
   return 0;
 }
 
@@ -173,7 +145,7 @@ static int parse_one(struct tm_opts *o, const char *key, const char *value, plg_
     return tm_host_parse(value, &o->host, err);
   }
   if (strcmp(key, "port") == 0)
-    return parse_port(value, &o->port, err);
+    return plg_parse_port("port", value, &o->port, err);
   if (strcmp(key, "ro") == 0)
     return parse_ro(value, &o->ro, err);
   return plg_error_bad_request(err, "unknown option \"%.64s\" (valid options: %s)", key, known_options);
