@@ -28,8 +28,8 @@ execute_process(COMMAND ${CMAKE_C_COMPILER} -dumpmachine OUTPUT_VARIABLE mhd_hos
 set(mhd_prefix ${CMAKE_BINARY_DIR}/libmicrohttpd)
 set(mhd_archive ${mhd_prefix}/lib/libmicrohttpd.a)
 # Debian's hardening flags; position-independent code so that any executable can link it. The
-# source path is mapped away so that the binary does not depend on where the source lies.
-set(mhd_cflags "-O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -ffile-prefix-map=${MHD_SOURCE_DIR}=libmicrohttpd")
+# source and build paths are mapped away so that the binaries do not depend on where they lie.
+set(mhd_cflags "-O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -ffile-prefix-map=${MHD_SOURCE_DIR}=libmicrohttpd -ffile-prefix-map=${CMAKE_BINARY_DIR}=build")
 # Debian's tarball carries the generated autotools files; never regenerate them (a skewed
 # timestamp would otherwise run automake, which the build does not need and may not have).
 set(mhd_make make ACLOCAL=: AUTOCONF=: AUTOMAKE=: AUTOHEADER=: MAKEINFO=:)
