@@ -32,10 +32,8 @@ set(mhd_archive ${mhd_prefix}/lib/libmicrohttpd.a)
 set(mhd_cflags "-O2 -g -fstack-protector-strong -D_FORTIFY_SOURCE=2 -ffile-prefix-map=${MHD_SOURCE_DIR}=libmicrohttpd -ffile-prefix-map=${CMAKE_BINARY_DIR}=build")
 # Debian's tarball carries the generated autotools files; never regenerate them (a skewed
 # timestamp would otherwise run automake, which the build does not need and may not have).
-set(mhd_make make ACLOCAL=: AUTOCONF=: AUTOMAKE=: AUTOHEADER=: MAKEINFO=:)
-if(CMAKE_GENERATOR MATCHES "Makefiles")
-  list(TRANSFORM mhd_make REPLACE "^make$" "$(MAKE)")
-endif()
+find_program(MAKE_PROGRAM NAMES gmake make REQUIRED)
+set(mhd_make ${MAKE_PROGRAM} ACLOCAL=: AUTOCONF=: AUTOMAKE=: AUTOHEADER=: MAKEINFO=:)
 ExternalProject_Add(libmicrohttpd_build
   SOURCE_DIR ${MHD_SOURCE_DIR}
   BINARY_DIR ${mhd_prefix}/build
@@ -48,7 +46,8 @@ ExternalProject_Add(libmicrohttpd_build
                     --disable-httpupgrade --disable-curl --disable-doc --disable-examples --disable-nls
                     --enable-silent-rules
                     CC=${CMAKE_C_COMPILER} CFLAGS=${mhd_cflags}
-  BUILD_COMMAND ${mhd_make} -C src/microhttpd
+  # runs only after configure, whose new flags the objects must have: rebuilt from clean
+  BUILD_COMMAND ${mhd_make} -C src/microhttpd clean COMMAND ${mhd_make} -C src/microhttpd
   INSTALL_COMMAND ${mhd_make} -C src/microhttpd install-libLTLIBRARIES
   BUILD_BYPRODUCTS ${mhd_archive}
   LOG_CONFIGURE ON
