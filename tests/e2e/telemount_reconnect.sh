@@ -53,8 +53,7 @@ works() {
 # deadline far above the documented bound (the next access redials at once; the plugin's own
 # check runs every 0.5 s while it waits)
 comes_back() {
-  local i
-  for i in $(seq 1 150); do
+  for _ in $(seq 1 150); do
     works "$1" "$2" && return 0
     sleep 0.2
   done

@@ -74,7 +74,8 @@ daemon_pid=$(docker inspect -f '{{.State.Pid}}' "$tpd")
 
 # the client's FindNonConflictingSubnet: the first 172.16-31.0.0/16 that no Docker network and no
 # cluster subnet (the peer's 10.96.0.0/16, 10.244.0.0/16) overlaps
-subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' $(docker network ls -q) |
+mapfile -t networks < <(docker network ls -q)
+subnet=$(docker network inspect -f '{{range .IPAM.Config}}{{.Subnet}} {{end}}' "${networks[@]}" |
   python3 -c '
 import ipaddress, sys
 used = [ipaddress.ip_network(s, strict=False) for s in sys.stdin.read().split()]

@@ -11,8 +11,9 @@
 static void check_contained(const struct tm_opts *o)
 {
   char *remote = tm_remote_dir(o);
-  if (strncmp(remote, TM_EXPORT_ROOT "/", strlen(TM_EXPORT_ROOT) + 1) != 0 || strstr(remote, "/../") != NULL ||
-      strstr(remote, "/./") != NULL || strcmp(remote + strlen(remote) - 3, "/..") == 0)
+  if (strncmp(remote, TM_EXPORT_ROOT "/", strlen(TM_EXPORT_ROOT) + 1) != 0 ||
+      strstr(remote, "/../") != NULL || strstr(remote, "/./") != NULL ||
+      strcmp(remote + strlen(remote) - 3, "/..") == 0)
     abort();
   char *root = tm_mount_root("/mnt/volumes", o->host, o->port, o->ro);
   char *path = tm_volume_path(root, o);
