@@ -15,7 +15,9 @@
 struct tm_ctx {
   struct tm_config cfg;
   char *state_file;
-  pthread_mutex_t lock; /* the table; never held while a mount is being made */
+  /* The table. Lock order: tm_ctx.lock -> tm_export_env.lock (tm_export.h) -> tm_sshfs.lock ->
+   * tm_relay.lock; never held while a mount is being made or a server probed. */
+  pthread_mutex_t lock;
   struct tm_table table;
   struct tm_mounts *mounts;
 };

@@ -31,7 +31,7 @@ struct tm_relay {
   int wake_fd; /* eventfd: stop accepting */
   int port;
   pthread_t acceptor;
-  pthread_mutex_t lock; /* links, n_links, stopping */
+  pthread_mutex_t lock; /* links, n_links, stopping; a leaf, taken under tm_export_env.lock by a cut */
   pthread_cond_t idle;  /* n_links went to 0 (CLOCK_MONOTONIC) */
   struct link *links;
   int n_links;

@@ -32,7 +32,7 @@ struct tm_sshfs {
   int exit_event; /* eventfd: readable once sshfs has exited */
   pthread_t reader;
   bool reader_started;
-  pthread_mutex_t lock;
+  pthread_mutex_t lock; /* a leaf below tm_export_env.lock: guards tail, exited, the event callback */
   pthread_cond_t exited_cond;
   char *tail[TAIL_LINES];
   size_t n_lines;

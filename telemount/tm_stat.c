@@ -9,7 +9,7 @@
 #include <time.h>
 
 struct tm_stat_probe {
-  pthread_mutex_t lock;
+  pthread_mutex_t lock; /* a leaf: taken under tm_export_env.lock by the watchdog's checks */
   pthread_cond_t done_cond;
   int refs; /* the caller and the thread */
   bool done;
