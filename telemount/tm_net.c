@@ -45,7 +45,7 @@ static void addr_text(struct tm_addr *a, int port)
  * its state is freed by whichever lets go last: the caller, or the thread. */
 struct lookup {
   char *host;
-  pthread_mutex_t lock;
+  pthread_mutex_t lock;     /* a leaf: done and caller_gone, between the caller and the lookup thread */
   pthread_cond_t done_cond; /* CLOCK_MONOTONIC */
   bool done, caller_gone;
   int rc;
