@@ -305,8 +305,7 @@ int tr_driver_join(struct tr_session *s, const char *ep_id, const struct tr_pref
   cleanup_free char *dropped = NULL;
   *n_routes = tr_join_routes(j, pools, n_pools, *routes, &dropped);
   if (dropped != NULL)
-    plg_warn("endpoint %.12s: dropped route(s) %s: they overlap the network's own address pool", ep_id,
-             dropped);
+    plg_warn("endpoint %.12s: dropped %s: they overlap the network's own address pool", ep_id, dropped);
   return 0;
 }
 

@@ -85,20 +85,6 @@ static void report(struct tr_ctx *c, const struct job *j, const char *msg, bool 
     plg_warn("route refresh of endpoint %.12s: %s", j->ep_id, msg);
 }
 
-static bool same_set(const struct tr_route *a, size_t na, const struct tr_route *b, size_t nb)
-{
-  if (na != nb)
-    return false;
-  for (size_t i = 0; i < na; i++) {
-    bool found = false;
-    for (size_t k = 0; k < nb && !found; k++)
-      found = memcmp(&a[i], &b[k], sizeof a[i]) == 0;
-    if (!found)
-      return false;
-  }
-  return true;
-}
-
 /* Brings the container's routes from what we believe is installed to ROUTES; false (logged) on
  * failure. A namespace found through a process that no longer holds the endpoint's address is
  * looked for again, once. */
@@ -148,7 +134,7 @@ static void refresh_one(struct tr_ctx *c, struct job *j, struct tr_netns_scan *s
   }
   tr_join_clear(&join);
   /* compare with what we believe is installed; the kernel is only touched on a change */
-  if (same_set(routes, n, j->current, j->n_current)) {
+  if (tr_routes_same(routes, n, j->current, j->n_current)) {
     free(routes);
     return;
   }
