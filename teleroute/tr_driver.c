@@ -25,7 +25,7 @@ struct tr_session *tr_ctx_session_locked(struct tr_ctx *c, struct tr_network *n)
 void tr_ctx_save_locked(struct tr_ctx *c)
 {
   plg_error_t err = NULL;
-  if (tr_table_save(&c->table, c->state_file, &err) < 0) {
+  if (tr_table_save(&c->table, c->state_file, TR_STATE_MAX_BYTES, &err) < 0) {
     plg_error("cannot save the network table: %s", err->msg);
     plg_error_release(&err);
   }
@@ -460,7 +460,7 @@ int tr_init(void **ctx, plg_error_t *err)
   c->state_file = xasprintf("%s/state.json", c->cfg.state_dir);
   pthread_mutex_init(&c->lock, NULL);
   pthread_cond_init(&c->wake, NULL);
-  tr_table_load(&c->table, c->state_file); /* sessions reconnect on first use, not here */
+  tr_table_load(&c->table, c->state_file, TR_STATE_MAX_BYTES); /* sessions reconnect on first use, not here */
   tr_refresh_start(c);
   *ctx = c;
   return 0;

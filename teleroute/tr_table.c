@@ -13,7 +13,6 @@
 #include <time.h>
 
 #define STATE_VERSION 1
-#define STATE_MAX_BYTES (16 * 1024 * 1024)
 
 int tr_id_check(const char *field, const char *id, plg_error_t *err)
 {
@@ -284,24 +283,31 @@ fail:
   return plg_error_make(err, 0, "an invalid entry");
 }
 
-int tr_table_save(const struct tr_table *t, const char *path, plg_error_t *err)
+int tr_table_save(const struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err)
 {
   cleanup_json json_t *j = tr_table_to_json(t);
   cleanup_free char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
   cleanup_free char *dir = plg_fs_dirname(path);
   if (text == NULL)
     return plg_error_make(err, 0, "cannot encode the network table");
+  size_t len = strlen(text);
+  if (len > max_bytes)
+    return plg_error_make(
+        err, 0,
+        "the network table takes %zu bytes, more than the %zu a restart would load; %s keeps "
+        "its previous content",
+        len, max_bytes, path);
   if (plg_fs_mkdir_p(dir, 0700, err) < 0)
     return -1;
-  return plg_fs_write_atomic(path, text, strlen(text), 0600, err);
+  return plg_fs_write_atomic(path, text, len, 0600, err);
 }
 
-void tr_table_load(struct tr_table *t, const char *path)
+void tr_table_load(struct tr_table *t, const char *path, size_t max_bytes)
 {
   memset(t, 0, sizeof *t);
   cleanup_free char *text = NULL;
   plg_error_t err = NULL;
-  if (plg_fs_read_file(path, STATE_MAX_BYTES, &text, NULL, &err) == 0) {
+  if (plg_fs_read_file(path, max_bytes, &text, NULL, &err) == 0) {
     cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
     if (j != NULL && tr_table_from_json(j, t, &err) == 0) {
       plg_info("loaded the network table from %s", path);

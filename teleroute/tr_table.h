@@ -14,6 +14,9 @@
 
 #define TR_MAX_POOLS 4
 #define TR_ID_MAX 64
+/* The one size limit of the state file, for saving and for loading: a table the loader would
+ * refuse is never written. 16 MiB holds about 300,000 routes (endpoints times routes each). */
+#define TR_STATE_MAX_BYTES (16 * 1024 * 1024)
 
 struct tr_endpoint {
   char id[TR_ID_MAX + 1];
@@ -63,8 +66,10 @@ void tr_table_clear(struct tr_table *t);
 
 json_t *tr_table_to_json(const struct tr_table *t);
 int tr_table_from_json(json_t *j, struct tr_table *t, plg_error_t *err);
-int tr_table_save(const struct tr_table *t, const char *path, plg_error_t *err);
-/* Missing: empty. Damaged: moved aside to "<path>.corrupt-<time>", logged, empty. */
-void tr_table_load(struct tr_table *t, const char *path);
+/* Writes the table atomically, unless its text would exceed MAX_BYTES (TR_STATE_MAX_BYTES): then
+ * the file keeps its previous content and the error names both sizes. */
+int tr_table_save(const struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err);
+/* Missing: empty. Damaged or over MAX_BYTES: moved aside to "<path>.corrupt-<time>", logged, empty. */
+void tr_table_load(struct tr_table *t, const char *path, size_t max_bytes);
 
 #endif

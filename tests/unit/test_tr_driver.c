@@ -97,7 +97,7 @@ static int setup(void **state)
   assert_int_equal(tr_prefix_parse("10.213.0.3/24", &e->addr4, &err), 0);
   e = tr_table_add_endpoint(&t, EP_OTHER_NET, NET_B);
   assert_int_equal(tr_prefix_parse("10.213.0.4/24", &e->addr4, &err), 0);
-  assert_int_equal(tr_table_save(&t, f->state_file, &err), 0);
+  assert_int_equal(tr_table_save(&t, f->state_file, TR_STATE_MAX_BYTES, &err), 0);
   tr_table_clear(&t);
 
   setenv("STATE_DIR", f->dir, 1);
