@@ -8,6 +8,7 @@
 #include "tr_ctx.h"
 #include "tr_grpc_frame.h"
 #include "tr_netlink.h"
+#include "tr_netns.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -314,7 +315,7 @@ static int handle_join(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
   struct tr_ctx *c = ctx;
   const char *net_id, *ep_id, *sandbox;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0 ||
-      plg_json_string(req, "SandboxKey", true, &sandbox, err) < 0)
+      plg_json_string(req, "SandboxKey", true, &sandbox, err) < 0 || tr_netns_key_check(sandbox, err) < 0)
     return -1;
   pthread_mutex_lock(&c->lock);
   struct tr_network *n = tr_table_network(&c->table, net_id);

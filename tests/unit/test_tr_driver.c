@@ -125,16 +125,17 @@ static int teardown(void **state)
   return 0;
 }
 
-/* The Join handler's answer to a Join of EP on NET: the error message (malloc'd), or NULL. */
-static char *join(struct fixture *f, const char *net, const char *ep, int *status)
+/* The Join handler's answer to a Join of EP on NET with SandboxKey KEY: the error message
+ * (malloc'd), or NULL. */
+static char *join_key(struct fixture *f, const char *net, const char *ep, const char *key, int *status)
 {
   const struct plg_route *route = NULL;
   for (size_t i = 0; i < TR_N_ROUTES; i++)
     if (strcmp(tr_routes[i].call, "NetworkDriver.Join") == 0)
       route = &tr_routes[i];
   assert_non_null(route);
-  cleanup_json json_t *req = plg_json_pack("{s:s,s:s,s:s,s:{}}", "NetworkID", net, "EndpointID", ep,
-                                           "SandboxKey", "/var/run/docker/netns/0123456789ab", "Options");
+  cleanup_json json_t *req =
+      plg_json_pack("{s:s,s:s,s:s,s:{}}", "NetworkID", net, "EndpointID", ep, "SandboxKey", key, "Options");
   json_t *reply = NULL;
   plg_error_t err = NULL;
   if (route->handler(f->ctx, req, &reply, &err) == 0) {
@@ -145,6 +146,11 @@ static char *join(struct fixture *f, const char *net, const char *ep, int *statu
   char *msg = xstrdup(err->msg);
   plg_error_release(&err);
   return msg;
+}
+
+static char *join(struct fixture *f, const char *net, const char *ep, int *status)
+{
+  return join_key(f, net, ep, "/var/run/docker/netns/0123456789ab", status);
 }
 
 static void a_join_of_an_endpoint_never_created_is_refused_without_calling_the_daemon(void **state)
@@ -183,6 +189,25 @@ static void a_join_of_a_created_endpoint_goes_to_the_daemon(void **state)
   assert_true(atomic_load(&f->connections) > 0);
 }
 
+/* Issue 13: route refresh enters the namespace at SandboxKey and changes routes there, so a key
+ * outside Docker's netns directory is refused at Join, before the daemon is asked. */
+static void a_join_with_a_sandbox_key_outside_dockers_netns_directory_is_refused(void **state)
+{
+  struct fixture *f = *state;
+  const char *keys[] = {"/proc/1/ns/net", "/var/run/docker/netns/../../../proc/1/ns/net",
+                        "relative/netns/0123456789ab"};
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+    int status = 0;
+    cleanup_free char *msg = join_key(f, NET_A, EP_KNOWN, keys[i], &status);
+    if (msg == NULL)
+      fail_msg("a Join with SandboxKey %s succeeded", keys[i]);
+    assert_int_equal(status, 400);
+    if (strstr(msg, "is not a network namespace file of Docker's") == NULL || strstr(msg, keys[i]) == NULL)
+      fail_msg("unclear error for %s: %s", keys[i], msg);
+  }
+  assert_int_equal(atomic_load(&f->connections), 0);
+}
+
 int main(void)
 {
   const struct CMUnitTest tests[] = {
@@ -191,6 +216,8 @@ int main(void)
       cmocka_unit_test_setup_teardown(a_join_of_an_endpoint_created_on_another_network_is_refused_too, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(a_join_of_a_created_endpoint_goes_to_the_daemon, setup, teardown),
+      cmocka_unit_test_setup_teardown(a_join_with_a_sandbox_key_outside_dockers_netns_directory_is_refused,
+                                      setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
