@@ -1,5 +1,6 @@
 #include "plg_net.h"
 
+#include "plg_poll.h"
 #include "plg_util.h"
 
 #include <arpa/inet.h>
@@ -24,21 +25,14 @@ void plg_net_format(const struct sockaddr *sa, char *buf, size_t size)
   }
 }
 
-static int wait_writable(int fd, int timeout_ms)
-{
-  int64_t deadline = plg_now_ms() + timeout_ms;
-  struct pollfd p = {.fd = fd, .events = POLLOUT};
-  for (;;) {
-    int64_t left = deadline - plg_now_ms();
-    int rc = poll(&p, 1, left > 0 ? (int)left : 0);
-    if (rc < 0 && errno == EINTR)
-      continue;
-    return rc;
-  }
-}
-
 int plg_net_connect(const struct sockaddr *sa, socklen_t len, int timeout_ms, bool nonblocking,
                     const char *where, plg_error_t *err)
+{
+  return plg_net_connect_cancellable(sa, len, timeout_ms, nonblocking, -1, where, err);
+}
+
+int plg_net_connect_cancellable(const struct sockaddr *sa, socklen_t len, int timeout_ms, bool nonblocking,
+                                int cancel_fd, const char *where, plg_error_t *err)
 {
   cleanup_close int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0)
@@ -46,8 +40,13 @@ int plg_net_connect(const struct sockaddr *sa, socklen_t len, int timeout_ms, bo
   if (connect(fd, sa, len) < 0) {
     if (errno != EINPROGRESS)
       return plg_error_make(err, errno, "cannot connect to %s", where);
-    if (wait_writable(fd, timeout_ms) == 0)
+    int ready = plg_poll_wait(fd, POLLOUT, plg_now_ms() + timeout_ms, cancel_fd);
+    if (ready == 0)
       return plg_error_make(err, 0, "cannot connect to %s: no answer within %d ms", where, timeout_ms);
+    if (ready < 0 && errno == ECANCELED)
+      return plg_error_make(err, ECANCELED, "gave up connecting to %s", where);
+    if (ready < 0)
+      return plg_error_make(err, errno, "cannot connect to %s", where);
     int soerr = 0;
     socklen_t sl = sizeof soerr;
     getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
