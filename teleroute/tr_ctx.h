@@ -23,8 +23,9 @@ struct tr_ctx {
   struct tr_table table;
   pthread_t refresher;
   bool refresher_started;
-  pthread_cond_t wake;
+  pthread_cond_t wake; /* CLOCK_MONOTONIC: the refresher's next round, or the stop */
   bool stopping;
+  struct tr_session_group *sessions; /* every network's session: stopped together */
 };
 
 /* The network's session (created on first use after a restart), held for the caller. */

@@ -17,7 +17,7 @@
 struct tr_session *tr_ctx_session_locked(struct tr_ctx *c, struct tr_network *n)
 {
   if (n->session == NULL)
-    n->session = tr_session_new(n->opts.host, n->opts.port, n->gateways, n->n_gateways,
+    n->session = tr_session_new(c->sessions, n->opts.host, n->opts.port, n->gateways, n->n_gateways,
                                 c->cfg.connect_timeout_ms, c->cfg.call_timeout_ms);
   tr_session_hold(n->session);
   return n->session;
@@ -89,7 +89,7 @@ static int handle_create_network(void *ctx, json_t *req, json_t **reply, plg_err
   if (request_ids(req, false, &id, NULL, err) < 0 || parse_network(req, id, &n, err) < 0)
     return -1;
   /* Reach the daemon now: a wrong address must fail `docker network create`, not a later run. */
-  struct tr_session *s = tr_session_new(n.opts.host, n.opts.port, n.gateways, n.n_gateways,
+  struct tr_session *s = tr_session_new(c->sessions, n.opts.host, n.opts.port, n.gateways, n.n_gateways,
                                         c->cfg.connect_timeout_ms, c->cfg.call_timeout_ms);
   if (tr_session_connect(s, err) < 0) {
     tr_session_release(s);
@@ -460,11 +460,24 @@ int tr_init(void **ctx, plg_error_t *err)
   }
   c->state_file = xasprintf("%s/state.json", c->cfg.state_dir);
   pthread_mutex_init(&c->lock, NULL);
-  pthread_cond_init(&c->wake, NULL);
+  plg_cond_init_monotonic(&c->wake);
+  c->sessions = tr_session_group_new();
   tr_table_load(&c->table, c->state_file, TR_STATE_MAX_BYTES); /* sessions reconnect on first use, not here */
   tr_refresh_start(c);
   *ctx = c;
   return 0;
+}
+
+void tr_stopping(void *ctx)
+{
+  struct tr_ctx *c = ctx;
+  if (c == NULL)
+    return;
+  pthread_mutex_lock(&c->lock);
+  c->stopping = true;
+  pthread_cond_broadcast(&c->wake);
+  pthread_mutex_unlock(&c->lock);
+  tr_session_group_stop(c->sessions);
 }
 
 void tr_shutdown(void *ctx)
@@ -478,6 +491,7 @@ void tr_shutdown(void *ctx)
     n->session = NULL;
   }
   tr_table_clear(&c->table);
+  tr_session_group_free(c->sessions);
   pthread_cond_destroy(&c->wake);
   pthread_mutex_destroy(&c->lock);
   free(c->state_file);

@@ -11,9 +11,11 @@
 #include <nghttp2/nghttp2.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 struct call {
@@ -34,7 +36,7 @@ struct call {
   size_t resp_len;
   int n_msgs;
   /* streams: messages waiting to be handed to ON_MSG outside the lock */
-  struct msg *inbox;
+  struct msg *inbox, *inbox_last;
   tr_grpc_msg_fn on_msg;
   tr_grpc_end_fn on_end;
   void *arg;
@@ -54,10 +56,15 @@ struct tr_grpc {
   nghttp2_session *session;
   pthread_t thread;
   pthread_mutex_t lock;
-  pthread_cond_t cond;
+  pthread_cond_t cond; /* CLOCK_MONOTONIC: a call ended, or the connection did */
   struct call *calls;
   bool closing, closed;
   char *close_reason;
+  int close_code; /* the status of calls made after the end */
+  tr_grpc_answer_fn on_answer;
+  void *answer_arg;
+  bool answered, answer_told;
+  bool goaway; /* the daemon said it takes no new streams */
 };
 
 static void call_free(struct call *k)
@@ -139,10 +146,11 @@ static void take_messages(struct tr_grpc *c, struct call *k)
       struct msg *e = xcalloc(1, sizeof *e);
       e->data = m;
       e->len = len;
-      struct msg **tail = &k->inbox;
-      while (*tail != NULL)
-        tail = &(*tail)->next;
-      *tail = e;
+      if (k->inbox == NULL)
+        k->inbox = e;
+      else
+        k->inbox_last->next = e;
+      k->inbox_last = e;
     } else if (k->resp == NULL) {
       k->resp = m;
       k->resp_len = len;
@@ -211,6 +219,18 @@ static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error
   return 0;
 }
 
+/* Any frame from the peer (the first must be its SETTINGS) shows it speaks HTTP/2; after a GOAWAY
+ * the streams open go on, but new calls go to a new connection. */
+static int on_frame(nghttp2_session *s, const nghttp2_frame *frame, void *user)
+{
+  (void)s;
+  struct tr_grpc *c = user;
+  c->answered = true;
+  if (frame->hd.type == NGHTTP2_GOAWAY)
+    c->goaway = true;
+  return 0;
+}
+
 static ssize_t read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t length, uint32_t *flags,
                          nghttp2_data_source *source, void *user)
 {
@@ -267,24 +287,30 @@ static int64_t next_deadline(struct tr_grpc *c)
   return next;
 }
 
+/* With the lock held, by the connection thread or by the caller that waited in vain. */
+static void expire_call(struct tr_grpc *c, struct call *k)
+{
+  if (k->stream_id > 0)
+    nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, k->stream_id, NGHTTP2_CANCEL);
+  cleanup_free char *why = xasprintf("no answer within %d ms", k->timeout_ms);
+  finish(c, k, TR_GRPC_DEADLINE_EXCEEDED, why);
+}
+
 static void expire(struct tr_grpc *c)
 {
   int64_t now = plg_now_ms();
-  for (struct call *k = c->calls; k != NULL; k = k->next) {
-    if (k->done || k->deadline == 0 || now < k->deadline)
-      continue;
-    if (k->stream_id > 0)
-      nghttp2_submit_rst_stream(c->session, NGHTTP2_FLAG_NONE, k->stream_id, NGHTTP2_CANCEL);
-    cleanup_free char *why = xasprintf("no answer within %d ms", k->timeout_ms);
-    finish(c, k, TR_GRPC_DEADLINE_EXCEEDED, why);
-  }
+  for (struct call *k = c->calls; k != NULL; k = k->next)
+    if (!k->done && k->deadline != 0 && now >= k->deadline)
+      expire_call(c, k);
 }
 
 static void fail_all(struct tr_grpc *c, int code, const char *why)
 {
   c->closed = true;
-  if (c->close_reason == NULL)
+  if (c->close_reason == NULL) {
     c->close_reason = xstrdup(why);
+    c->close_code = code;
+  }
   for (struct call *k = c->calls; k != NULL; k = k->next)
     finish(c, k, code, why);
   pthread_cond_broadcast(&c->cond);
@@ -294,6 +320,14 @@ static void fail_all(struct tr_grpc *c, int code, const char *why)
  * streams (unary calls belong to their callers). */
 static void deliver(struct tr_grpc *c)
 {
+  if (c->answered && !c->answer_told) {
+    c->answer_told = true;
+    if (c->on_answer != NULL) {
+      pthread_mutex_unlock(&c->lock);
+      c->on_answer(c->answer_arg);
+      pthread_mutex_lock(&c->lock);
+    }
+  }
   for (;;) {
     struct call *k = c->calls;
     while (k != NULL && !(k->is_stream && (k->inbox != NULL || (k->done && !k->end_notified))))
@@ -303,6 +337,8 @@ static void deliver(struct tr_grpc *c)
     struct msg *m = k->inbox;
     if (m != NULL) {
       k->inbox = m->next;
+      if (k->inbox == NULL)
+        k->inbox_last = NULL;
       pthread_mutex_unlock(&c->lock);
       if (k->on_msg != NULL)
         k->on_msg(k->arg, m->data, m->len);
@@ -324,63 +360,80 @@ static void deliver(struct tr_grpc *c)
   }
 }
 
-static bool read_socket(struct tr_grpc *c)
+/* Reads what the socket has, up to SIZE bytes, without the lock (only this thread reads). Returns
+ * the bytes read; *GONE is set (with a reason) when the connection ended. */
+static size_t read_round(struct tr_grpc *c, uint8_t *buf, size_t size, char **gone)
 {
-  uint8_t buf[16384];
-  for (;;) {
-    ssize_t n = recv(c->fd, buf, sizeof buf, MSG_DONTWAIT);
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-      return true;
+  size_t used = 0;
+  while (used < size) {
+    ssize_t n = recv(c->fd, buf + used, size - used, MSG_DONTWAIT);
     if (n < 0 && errno == EINTR)
       continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      break;
     if (n <= 0) {
-      cleanup_free char *why =
-          n == 0 ? xasprintf("the daemon at %s closed the connection", c->where)
-                 : xasprintf("connection to the daemon at %s failed: %s", c->where, strerror(errno));
-      fail_all(c, TR_GRPC_UNAVAILABLE, why);
-      return false;
+      *gone = n == 0 ? xasprintf("the daemon at %s closed the connection", c->where)
+                     : xasprintf("connection to the daemon at %s failed: %s", c->where, strerror(errno));
+      break;
     }
-    ssize_t used = nghttp2_session_mem_recv(c->session, buf, (size_t)n);
-    if (used < 0) {
-      cleanup_free char *why =
-          xasprintf("HTTP/2 error from the daemon at %s: %s", c->where, nghttp2_strerror((int)used));
-      fail_all(c, TR_GRPC_UNAVAILABLE, why);
-      return false;
-    }
+    used += (size_t)n;
   }
+  return used;
+}
+
+/* Submits new calls, expires late ones, sends, hands messages over; false when the connection
+ * has ended. With the lock held. */
+static bool work(struct tr_grpc *c)
+{
+  for (struct call *k = c->calls; k != NULL; k = k->next)
+    if (!k->submitted && !k->done)
+      submit(c, k);
+  expire(c);
+  if (nghttp2_session_send(c->session) != 0) {
+    fail_all(c, TR_GRPC_UNAVAILABLE, "cannot write to the daemon");
+    return false;
+  }
+  if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) {
+    cleanup_free char *why = xasprintf("the daemon at %s ended the connection", c->where);
+    fail_all(c, TR_GRPC_UNAVAILABLE, why);
+    return false;
+  }
+  deliver(c);
+  return !c->closing && !c->closed;
+}
+
+static int poll_timeout(struct tr_grpc *c)
+{
+  int64_t deadline = next_deadline(c);
+  if (deadline == 0)
+    return 1000;
+  int64_t left = deadline - plg_now_ms();
+  return left < 0 ? 0 : left < 1000 ? (int)left : 1000;
+}
+
+/* Feeds bytes to nghttp2 (its callbacks run now, under the lock); false when they broke HTTP/2. */
+static bool feed(struct tr_grpc *c, const uint8_t *buf, size_t n)
+{
+  ssize_t used = nghttp2_session_mem_recv(c->session, buf, n);
+  if (used >= 0)
+    return true;
+  cleanup_free char *why =
+      xasprintf("HTTP/2 error from the daemon at %s: %s", c->where, nghttp2_strerror((int)used));
+  fail_all(c, TR_GRPC_UNAVAILABLE, why);
+  return false;
 }
 
 static void *io_thread(void *arg)
 {
   struct tr_grpc *c = arg;
+  cleanup_free uint8_t *buf = xmalloc(TR_GRPC_ROUND_BYTES);
   pthread_mutex_lock(&c->lock);
-  while (!c->closing && !c->closed) {
-    for (struct call *k = c->calls; k != NULL; k = k->next)
-      if (!k->submitted && !k->done)
-        submit(c, k);
-    expire(c);
-    if (nghttp2_session_send(c->session) != 0) {
-      fail_all(c, TR_GRPC_UNAVAILABLE, "cannot write to the daemon");
-      break;
-    }
-    if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) {
-      cleanup_free char *why = xasprintf("the daemon at %s ended the connection", c->where);
-      fail_all(c, TR_GRPC_UNAVAILABLE, why);
-      break;
-    }
-    deliver(c);
-    if (c->closing || c->closed)
-      break;
+  while (!c->closing && !c->closed && work(c)) {
     struct pollfd fds[2] = {
         {.fd = c->fd, .events = POLLIN | (nghttp2_session_want_write(c->session) ? POLLOUT : 0)},
         {.fd = c->wake_fd, .events = POLLIN},
     };
-    int64_t deadline = next_deadline(c);
-    int timeout = 1000;
-    if (deadline > 0) {
-      int64_t left = deadline - plg_now_ms();
-      timeout = left < 0 ? 0 : left < 1000 ? (int)left : 1000;
-    }
+    int timeout = poll_timeout(c);
     pthread_mutex_unlock(&c->lock);
     poll(fds, 2, timeout);
     uint64_t v;
@@ -388,8 +441,16 @@ static void *io_thread(void *arg)
       ssize_t r = read(c->wake_fd, &v, sizeof v);
       (void)r;
     }
+    char *gone = NULL;
+    size_t n = 0;
+    if (fds[0].revents & (POLLIN | POLLHUP | POLLERR))
+      n = read_round(c, buf, TR_GRPC_ROUND_BYTES, &gone);
     pthread_mutex_lock(&c->lock);
-    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) && !read_socket(c))
+    bool ok = c->closed || n == 0 || feed(c, buf, n);
+    if (ok && gone != NULL && !c->closed)
+      fail_all(c, TR_GRPC_UNAVAILABLE, gone);
+    free(gone);
+    if (!ok)
       break;
   }
   if (!c->closed)
@@ -414,6 +475,7 @@ static nghttp2_session *new_session(struct tr_grpc *c)
   nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
   nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
   nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame);
   nghttp2_session *s = NULL;
   nghttp2_session_client_new(&s, cbs, c);
   nghttp2_session_callbacks_del(cbs);
@@ -425,22 +487,20 @@ static nghttp2_session *new_session(struct tr_grpc *c)
   return s;
 }
 
-int tr_grpc_open(const struct sockaddr *sa, socklen_t len, int timeout_ms, struct tr_grpc **out,
-                 plg_error_t *err)
+int tr_grpc_start(int fd, const char *where, tr_grpc_answer_fn on_answer, void *arg, struct tr_grpc **out,
+                  plg_error_t *err)
 {
   struct tr_grpc *c = xcalloc(1, sizeof *c);
-  plg_net_format(sa, c->where, sizeof c->where);
-  c->fd = plg_net_connect(sa, len, timeout_ms, true, c->where, err);
-  if (c->fd < 0) {
-    free(c);
-    return -1;
-  }
+  snprintf(c->where, sizeof c->where, "%s", where);
+  c->fd = fd;
+  c->on_answer = on_answer;
+  c->answer_arg = arg;
   int one = 1;
-  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* fails harmlessly off TCP */
   c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   c->session = new_session(c);
   pthread_mutex_init(&c->lock, NULL);
-  pthread_cond_init(&c->cond, NULL);
+  plg_cond_init_monotonic(&c->cond);
   if (c->wake_fd < 0 || c->session == NULL || pthread_create(&c->thread, NULL, io_thread, c) != 0) {
     int saved = errno;
     if (c->session != NULL)
@@ -457,6 +517,17 @@ int tr_grpc_open(const struct sockaddr *sa, socklen_t len, int timeout_ms, struc
   return 0;
 }
 
+int tr_grpc_open(const struct sockaddr *sa, socklen_t len, int timeout_ms, int cancel_fd,
+                 tr_grpc_answer_fn on_answer, void *arg, struct tr_grpc **out, plg_error_t *err)
+{
+  char where[80];
+  plg_net_format(sa, where, sizeof where);
+  int fd = plg_net_connect_cancellable(sa, len, timeout_ms, true, cancel_fd, where, err);
+  if (fd < 0)
+    return -1;
+  return tr_grpc_start(fd, where, on_answer, arg, out, err);
+}
+
 static struct call *new_call(const char *path, const uint8_t *req, size_t req_len)
 {
   struct call *k = xcalloc(1, sizeof *k);
@@ -467,13 +538,18 @@ static struct call *new_call(const char *path, const uint8_t *req, size_t req_le
 }
 
 /* Adds K to the connection, or fails when the connection has ended. */
-static int enqueue(struct tr_grpc *c, struct call *k, plg_error_t *err)
+static int enqueue(struct tr_grpc *c, struct call *k, int *code, plg_error_t *err)
 {
   pthread_mutex_lock(&c->lock);
-  if (c->closed || c->closing) {
-    cleanup_free char *why = xstrdup(c->close_reason ? c->close_reason : "the connection is closed");
+  if (c->closed || c->closing || c->goaway) {
+    cleanup_free char *why = c->close_reason ? xstrdup(c->close_reason)
+                             : c->goaway      ? xasprintf("the daemon at %s is going away (GOAWAY)", c->where)
+                                              : xstrdup("the connection is closed");
+    *code = c->close_reason ? c->close_code : TR_GRPC_UNAVAILABLE;
     pthread_mutex_unlock(&c->lock);
-    return plg_error_make(err, 0, "%s: UNAVAILABLE: %s", k->path, why);
+    const char *method = strrchr(k->path, '/');
+    return plg_error_make(err, 0, "%s: %s: %s", method != NULL ? method + 1 : k->path,
+                          tr_grpc_code_name(*code), why);
   }
   k->next = c->calls;
   c->calls = k;
@@ -488,20 +564,26 @@ int tr_grpc_unary(struct tr_grpc *c, const char *path, const uint8_t *req, size_
   struct call *k = new_call(path, req, req_len);
   k->timeout_ms = timeout_ms;
   k->deadline = plg_now_ms() + timeout_ms;
-  *code = TR_GRPC_UNAVAILABLE;
-  if (enqueue(c, k, err) < 0) {
+  if (enqueue(c, k, code, err) < 0) {
     call_free(k);
     return -1;
   }
+  /* the connection thread ends a call at its deadline, but the caller keeps its own */
   pthread_mutex_lock(&c->lock);
-  while (!k->done) /* the connection thread ends every call by its deadline */
-    pthread_cond_wait(&c->cond, &c->lock);
+  while (!k->done) {
+    struct timespec ts;
+    plg_timespec_in(&ts, CLOCK_MONOTONIC, k->deadline - plg_now_ms());
+    if (pthread_cond_timedwait(&c->cond, &c->lock, &ts) == ETIMEDOUT && !k->done &&
+        plg_now_ms() >= k->deadline)
+      expire_call(c, k);
+  }
   for (struct call **p = &c->calls; *p != NULL; p = &(*p)->next)
     if (*p == k) {
       *p = k->next;
       break;
     }
   pthread_mutex_unlock(&c->lock);
+  wake(c); /* a reset stream to send, perhaps */
   *code = k->code;
   int rc = 0;
   if (k->code != TR_GRPC_OK) {
@@ -527,7 +609,8 @@ int tr_grpc_stream(struct tr_grpc *c, const char *path, const uint8_t *req, size
   k->on_msg = on_msg;
   k->on_end = on_end;
   k->arg = arg;
-  if (enqueue(c, k, err) < 0) {
+  int code;
+  if (enqueue(c, k, &code, err) < 0) {
     call_free(k);
     return -1;
   }
@@ -537,9 +620,18 @@ int tr_grpc_stream(struct tr_grpc *c, const char *path, const uint8_t *req, size
 bool tr_grpc_is_closed(struct tr_grpc *c)
 {
   pthread_mutex_lock(&c->lock);
-  bool closed = c->closed || c->closing;
+  bool closed = c->closed || c->closing || c->goaway;
   pthread_mutex_unlock(&c->lock);
   return closed;
+}
+
+void tr_grpc_cancel(struct tr_grpc *c, const char *why)
+{
+  pthread_mutex_lock(&c->lock);
+  if (!c->closed)
+    fail_all(c, TR_GRPC_CANCELLED, why);
+  pthread_mutex_unlock(&c->lock);
+  wake(c);
 }
 
 void tr_grpc_close(struct tr_grpc *c)

@@ -159,7 +159,7 @@ static void refresh_one(struct tr_ctx *c, struct job *j, struct tr_netns_scan *s
 static bool wait_round(struct tr_ctx *c)
 {
   struct timespec ts;
-  plg_timespec_in(&ts, CLOCK_REALTIME, c->cfg.refresh_ms);
+  plg_timespec_in(&ts, CLOCK_MONOTONIC, c->cfg.refresh_ms);
   pthread_mutex_lock(&c->lock);
   while (!c->stopping)
     if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) == ETIMEDOUT)
