@@ -72,7 +72,6 @@ static int endpoint_ifindex(struct nl_sock *sk, const struct tr_prefix *addr)
   if (addr->family == 0 || rtnl_addr_alloc_cache(sk, &cache) < 0)
     return 0;
   int ifindex = 0;
-  struct nl_addr *want = nl_from_prefix(addr, false);
   for (struct nl_object *o = nl_cache_get_first(cache); o != NULL && ifindex == 0; o = nl_cache_get_next(o)) {
     struct rtnl_addr *a = (struct rtnl_addr *)o;
     struct nl_addr *local = rtnl_addr_get_local(a);
@@ -80,7 +79,6 @@ static int endpoint_ifindex(struct nl_sock *sk, const struct tr_prefix *addr)
         memcmp(nl_addr_get_binary_addr(local), addr->addr, addr->family == AF_INET ? 4 : 16) == 0)
       ifindex = rtnl_addr_get_ifindex(a);
   }
-  nl_addr_put(want);
   nl_cache_free(cache);
   return ifindex;
 }

@@ -1,5 +1,6 @@
 #include "tr_options.h"
 
+#include "plg_addr.h"
 #include "plg_settings.h"
 
 #include <arpa/inet.h>
@@ -47,14 +48,8 @@ static int parse_one(const char *key, const char *value, struct tr_net_opts *o, 
   plg_error_t inner = NULL;
   if (strcmp(key, "host") == 0)
     return parse_host(value, o, err);
-  if (strcmp(key, "port") == 0) {
-    if (plg_parse_int(value, 1, 65535, &v, &inner) < 0 || value[0] == '+' || value[0] == '-') {
-      plg_error_release(&inner);
-      return plg_error_bad_request(err, "option \"port\": \"%.32s\" is not a port number (1-65535)", value);
-    }
-    o->port = (int)v;
-    return 0;
-  }
+  if (strcmp(key, "port") == 0)
+    return plg_addr_parse_port("port", value, &o->port, err);
   if (strcmp(key, "pid") == 0) {
     if (plg_parse_int(value, 1, 4194304, &v, &inner) < 0 || value[0] == '+' || value[0] == '-') {
       plg_error_release(&inner);

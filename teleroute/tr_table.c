@@ -208,7 +208,7 @@ static int network_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
              : 0;
 }
 
-static int optional_prefix(json_t *j, const char *key, bool host, struct tr_prefix *p, plg_error_t *err)
+static int optional_prefix(json_t *j, const char *key, struct tr_prefix *p, plg_error_t *err)
 {
   const char *text;
   memset(p, 0, sizeof *p);
@@ -216,10 +216,7 @@ static int optional_prefix(json_t *j, const char *key, bool host, struct tr_pref
     return -1;
   if (text == NULL)
     return 0;
-  if (tr_prefix_parse(text, p, err) < 0)
-    return -1;
-  (void)host;
-  return 0;
+  return tr_prefix_parse(text, p, err);
 }
 
 static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
@@ -238,16 +235,16 @@ static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
   snprintf(e->src_name, sizeof e->src_name, "%s", src);
   if (key != NULL)
     e->sandbox_key = xstrdup(key);
-  if (optional_prefix(j, "addr4", false, &e->addr4, err) < 0 ||
-      optional_prefix(j, "addr6", false, &e->addr6, err) < 0)
+  if (optional_prefix(j, "addr4", &e->addr4, err) < 0 ||
+      optional_prefix(j, "addr6", &e->addr6, err) < 0)
     return -1;
   size_t n = json_array_size(routes), i;
   struct tr_route *list = xcalloc(n ? n : 1, sizeof *list);
   json_t *r;
   json_array_foreach(routes, i, r)
   {
-    if (optional_prefix(r, "dst", false, &list[i].dst, err) < 0 ||
-        optional_prefix(r, "via", true, &list[i].via, err) < 0 || list[i].dst.family == 0) {
+    if (optional_prefix(r, "dst", &list[i].dst, err) < 0 ||
+        optional_prefix(r, "via", &list[i].via, err) < 0 || list[i].dst.family == 0) {
       free(list);
       return plg_error_make(err, 0, "a bad route of endpoint %s", id);
     }
