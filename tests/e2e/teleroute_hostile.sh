@@ -48,7 +48,7 @@ network_on() {
 }
 
 random_prefix() {
-  echo "10.$((200 + RANDOM % 50)).$((RANDOM % 256))"
+  echo "10.$((200 + RANDOM % 40)).$((RANDOM % 256))"
 }
 
 # A port that accepts and never speaks (no HTTP/2 SETTINGS): `network create` fails within
