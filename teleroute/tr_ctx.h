@@ -33,11 +33,6 @@ struct tr_session *tr_ctx_session_locked(struct tr_ctx *c, struct tr_network *n)
 /* Saves the table; a failure is logged, the in-memory state stays authoritative. */
 void tr_ctx_save_locked(struct tr_ctx *c);
 
-/* Join, as the daemon answers it, decoded and translated (routes overlapping POOLS dropped
- * with a warning); shared by the Join handler and the refresher. */
-int tr_driver_join(struct tr_session *s, const char *ep_id, const struct tr_prefix *pools, size_t n_pools,
-                   struct tr_join *j, struct tr_route **routes, size_t *n_routes, plg_error_t *err);
-
 /* The route refresher (tr_refresh.c). */
 void tr_refresh_start(struct tr_ctx *c);
 void tr_refresh_stop(struct tr_ctx *c);

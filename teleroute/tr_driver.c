@@ -4,9 +4,8 @@
 #include "plg_log.h"
 #include "plg_settings.h"
 #include "plg_util.h"
-#include "teleroute.pb-c.h"
 #include "tr_ctx.h"
-#include "tr_grpc_frame.h"
+#include "tr_daemon.h"
 #include "tr_netlink.h"
 #include "tr_netns.h"
 
@@ -206,17 +205,7 @@ static int handle_create_endpoint(void *ctx, json_t *req, json_t **reply, plg_er
   struct tr_session *s = network_session(c, net_id, err);
   if (s == NULL)
     return -1;
-  uint8_t b4[17], b6[17];
-  Telepresence__Teleroute__CreateEndpointRequest msg = TELEPRESENCE__TELEROUTE__CREATE_ENDPOINT_REQUEST__INIT;
-  msg.id = (char *)ep_id;
-  msg.daemon = daemon;
-  msg.addr_ipv4 = (ProtobufCBinaryData){tr_addr_to_bytes(&a4, b4), b4};
-  msg.addr_ipv6 = (ProtobufCBinaryData){tr_addr_to_bytes(&a6, b6), b6};
-  int code;
-  uint8_t *resp = NULL;
-  size_t len;
-  int rc = tr_session_call(s, "CreateEndpoint", &msg.base, &resp, &len, &code, err);
-  free(resp);
+  int rc = tr_daemon_create_endpoint(s, ep_id, &a4, &a6, daemon, err);
   tr_session_release(s);
   if (rc < 0)
     return -1;
@@ -237,7 +226,9 @@ static int handle_create_endpoint(void *ctx, json_t *req, json_t **reply, plg_er
 }
 
 /* Leave and RemoveEndpoint must succeed when the daemon is gone: containers must always stop. */
-static void forward_teardown(struct tr_ctx *c, const char *method, const char *net_id, const char *ep_id)
+static void forward_teardown(struct tr_ctx *c, const char *method,
+                             int (*call)(struct tr_session *, const char *, plg_error_t *),
+                             const char *net_id, const char *ep_id)
 {
   plg_error_t err = NULL;
   struct tr_session *s = network_session(c, net_id, &err);
@@ -245,10 +236,7 @@ static void forward_teardown(struct tr_ctx *c, const char *method, const char *n
     plg_error_release(&err);
     return;
   }
-  Telepresence__Teleroute__EndpointIdentifier msg = TELEPRESENCE__TELEROUTE__ENDPOINT_IDENTIFIER__INIT;
-  msg.id = (char *)ep_id;
-  int code;
-  if (tr_session_call_once(s, method, &msg.base, &code, &err) < 0) {
+  if (call(s, ep_id, &err) < 0) {
     plg_warn("%s of endpoint %.12s: %s (the daemon may be gone; going on)", method, ep_id, err->msg);
     plg_error_release(&err);
   }
@@ -262,7 +250,7 @@ static int handle_delete_endpoint(void *ctx, json_t *req, json_t **reply, plg_er
   const char *net_id, *ep_id;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0)
     return -1;
-  forward_teardown(c, "RemoveEndpoint", net_id, ep_id);
+  forward_teardown(c, "RemoveEndpoint", tr_daemon_remove_endpoint, net_id, ep_id);
   pthread_mutex_lock(&c->lock);
   tr_table_remove_endpoint(&c->table, ep_id);
   tr_ctx_save_locked(c);
@@ -277,7 +265,7 @@ static int handle_leave(void *ctx, json_t *req, json_t **reply, plg_error_t *err
   const char *net_id, *ep_id;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0)
     return -1;
-  forward_teardown(c, "Leave", net_id, ep_id);
+  forward_teardown(c, "Leave", tr_daemon_leave, net_id, ep_id);
   pthread_mutex_lock(&c->lock);
   struct tr_endpoint *e = tr_table_endpoint(&c->table, ep_id);
   if (e != NULL) {
@@ -285,28 +273,6 @@ static int handle_leave(void *ctx, json_t *req, json_t **reply, plg_error_t *err
     tr_ctx_save_locked(c);
   }
   pthread_mutex_unlock(&c->lock);
-  return 0;
-}
-
-int tr_driver_join(struct tr_session *s, const char *ep_id, const struct tr_prefix *pools, size_t n_pools,
-                   struct tr_join *j, struct tr_route **routes, size_t *n_routes, plg_error_t *err)
-{
-  Telepresence__Teleroute__EndpointIdentifier msg = TELEPRESENCE__TELEROUTE__ENDPOINT_IDENTIFIER__INIT;
-  msg.id = (char *)ep_id;
-  int code;
-  uint8_t *resp = NULL;
-  size_t len = 0;
-  if (tr_session_call(s, "Join", &msg.base, &resp, &len, &code, err) < 0)
-    return -1;
-  int rc = tr_join_decode(resp, len, j, err);
-  free(resp);
-  if (rc < 0)
-    return -1;
-  *routes = xcalloc(j->n_routes ? j->n_routes : 1, sizeof **routes);
-  cleanup_free char *dropped = NULL;
-  *n_routes = tr_join_routes(j, pools, n_pools, *routes, &dropped);
-  if (dropped != NULL)
-    plg_warn("endpoint %.12s: dropped %s: they overlap the network's own address pool", ep_id, dropped);
   return 0;
 }
 
@@ -341,7 +307,7 @@ static int handle_join(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
   struct tr_join j;
   struct tr_route *routes = NULL;
   size_t n_routes = 0;
-  int rc = tr_driver_join(s, ep_id, pools, n_pools, &j, &routes, &n_routes, err);
+  int rc = tr_daemon_join(s, ep_id, pools, n_pools, &j, &routes, &n_routes, err);
   tr_session_release(s);
   if (rc < 0)
     return -1;

@@ -8,6 +8,7 @@
 #include "plg_log.h"
 #include "plg_util.h"
 #include "tr_ctx.h"
+#include "tr_daemon.h"
 #include "tr_netlink.h"
 #include "tr_netns.h"
 
@@ -127,7 +128,7 @@ static void refresh_one(struct tr_ctx *c, struct job *j, struct tr_netns_scan *s
   struct tr_route *routes = NULL;
   size_t n = 0;
   plg_error_t err = NULL;
-  if (tr_driver_join(j->session, j->ep_id, j->pools, j->n_pools, &join, &routes, &n, &err) < 0) {
+  if (tr_daemon_join(j->session, j->ep_id, j->pools, j->n_pools, &join, &routes, &n, &err) < 0) {
     report(c, j, err->msg, false);
     plg_error_release(&err);
     return;

@@ -347,15 +347,16 @@ static int call_on(struct tr_session *s, struct conn *c, const char *method, con
 }
 
 int tr_session_call(struct tr_session *s, const char *method, const ProtobufCMessage *req, uint8_t **resp,
-                    size_t *resp_len, int *code, plg_error_t *err)
+                    size_t *resp_len, plg_error_t *err)
 {
   for (int attempt = 0;; attempt++) {
-    struct conn *c = acquire(s, s->connect_timeout_ms, true, code, err);
+    int code;
+    struct conn *c = acquire(s, s->connect_timeout_ms, true, &code, err);
     if (c == NULL)
       return -1;
     plg_error_t call_err = NULL;
-    int rc = call_on(s, c, method, req, resp, resp_len, code, &call_err);
-    bool lost = rc < 0 && *code == TR_GRPC_UNAVAILABLE && tr_grpc_is_closed(c->g);
+    int rc = call_on(s, c, method, req, resp, resp_len, &code, &call_err);
+    bool lost = rc < 0 && code == TR_GRPC_UNAVAILABLE && tr_grpc_is_closed(c->g);
     conn_put(s, c);
     if (rc == 0)
       return 0;
@@ -367,13 +368,14 @@ int tr_session_call(struct tr_session *s, const char *method, const ProtobufCMes
   }
 }
 
-int tr_session_call_once(struct tr_session *s, const char *method, const ProtobufCMessage *req, int *code,
+int tr_session_call_once(struct tr_session *s, const char *method, const ProtobufCMessage *req,
                          plg_error_t *err)
 {
-  struct conn *c = acquire(s, LEAVE_CONNECT_MS, false, code, err);
+  int code;
+  struct conn *c = acquire(s, LEAVE_CONNECT_MS, false, &code, err);
   if (c == NULL)
     return -1;
-  int rc = call_on(s, c, method, req, NULL, NULL, code, err);
+  int rc = call_on(s, c, method, req, NULL, NULL, &code, err);
   conn_put(s, c);
   return rc;
 }

@@ -235,8 +235,7 @@ static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
   snprintf(e->src_name, sizeof e->src_name, "%s", src);
   if (key != NULL)
     e->sandbox_key = xstrdup(key);
-  if (optional_prefix(j, "addr4", &e->addr4, err) < 0 ||
-      optional_prefix(j, "addr6", &e->addr6, err) < 0)
+  if (optional_prefix(j, "addr4", &e->addr4, err) < 0 || optional_prefix(j, "addr6", &e->addr6, err) < 0)
     return -1;
   size_t n = json_array_size(routes), i;
   struct tr_route *list = xcalloc(n ? n : 1, sizeof *list);
