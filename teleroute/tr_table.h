@@ -5,9 +5,8 @@
 
 #include "plg_error.h"
 #include "tr_addr.h"
-#include "tr_join.h"
-#include "tr_netns.h"
 #include "tr_options.h"
+#include "tr_routes.h"
 
 #include <jansson.h>
 #include <stdbool.h>
@@ -18,6 +17,9 @@
  * refuse is never written. 16 MiB holds about 300,000 routes (endpoints times routes each). */
 #define TR_STATE_MAX_BYTES (16 * 1024 * 1024)
 
+struct tr_session;
+
+/* Every field of an endpoint and of a network is saved, but a network's session. */
 struct tr_endpoint {
   char id[TR_ID_MAX + 1];
   char network_id[TR_ID_MAX + 1];
@@ -28,9 +30,6 @@ struct tr_endpoint {
   char src_name[16];       /* the interface the daemon named */
   struct tr_route *routes; /* what the container was given (by Docker at Join, or by a refresh) */
   size_t n_routes;
-  bool netns_warned;
-  struct tr_netns_hint netns_hint; /* runtime only: where a scan found its namespace */
-  const char *netns_how;           /* runtime only: how route refresh reached it last (static text) */
   struct tr_endpoint *next;
 };
 
@@ -43,7 +42,7 @@ struct tr_network {
   size_t n_gateways;
   bool daemon_option_seen; /* some endpoint said daemon=true|false */
   unsigned endpoints_created;
-  void *session; /* runtime only: the daemon connection (tr_session) */
+  struct tr_session *session; /* not saved: the daemon connection, made on first use */
   struct tr_network *next;
 };
 
