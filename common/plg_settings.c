@@ -43,6 +43,18 @@ int plg_parse_int(const char *value, int64_t min, int64_t max, int64_t *out, plg
   return 0;
 }
 
+int plg_parse_port(const char *name, const char *value, int *out, plg_error_t *err)
+{
+  int64_t port;
+  plg_error_t inner = NULL;
+  if (plg_parse_int(value, 1, 65535, &port, &inner) < 0 || value[0] == '+' || value[0] == '-') {
+    plg_error_release(&inner);
+    return plg_error_bad_request(err, "option \"%s\": \"%.32s\" is not a port number (1-65535)", name, value);
+  }
+  *out = (int)port;
+  return 0;
+}
+
 struct duration_unit {
   const char *name;
   double ms;

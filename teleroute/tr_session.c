@@ -1,6 +1,5 @@
 #include "tr_session.h"
 
-#include "plg_addr.h"
 #include "plg_log.h"
 #include "plg_net.h"
 #include "plg_util.h"
@@ -411,7 +410,7 @@ struct tr_session *tr_session_new(struct tr_session_group *g, const char *host, 
     abort(); /* out of descriptors at creation: nothing could be served anyway */
   s->connect_timeout_ms = connect_timeout_ms;
   s->call_timeout_ms = call_timeout_ms;
-  plg_addr_sockaddr(host, port, &s->sa, &s->salen); /* host is validated by tr_net_opts_parse */
+  plg_net_sockaddr(host, port, &s->sa, &s->salen); /* host is validated by tr_net_opts_parse */
   plg_net_format((struct sockaddr *)&s->sa, s->where, sizeof s->where);
   for (size_t i = 0; i < n_gateways && i < 4; i++) {
     s->gateway_len[i] = tr_prefix_to_bytes(&gateways[i], s->gateways[i]);

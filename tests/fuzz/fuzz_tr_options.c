@@ -1,7 +1,7 @@
 /* libFuzzer: arbitrary bytes as the option map of a NetworkDriver.CreateNetwork
  * (com.docker.network.generic) and as a Join's SandboxKey. Whatever is accepted must be a numeric
  * address that parses again to itself, a port in range, and a key in Docker's netns directory. */
-#include "plg_addr.h"
+#include "plg_net.h"
 #include "plg_util.h"
 #include "tr_netns.h"
 #include "tr_options.h"
@@ -16,7 +16,7 @@ static void check_options(const struct tr_net_opts *o)
 {
   struct sockaddr_storage sa;
   socklen_t len;
-  if (!plg_addr_sockaddr(o->host, o->port, &sa, &len) || o->port < 1 || o->port > 65535 || o->pid < 0)
+  if (!plg_net_sockaddr(o->host, o->port, &sa, &len) || o->port < 1 || o->port > 65535 || o->pid < 0)
     abort();
   /* the canonical text is a fixed point: it parses to itself */
   json_t *again = json_pack("{s:s,s:s}", "host", o->host, "port", "1");

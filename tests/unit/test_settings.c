@@ -94,6 +94,22 @@ static void integers_are_checked_against_their_bounds(void **state)
   }
 }
 
+static void ports_are_digits_from_1_to_65535_and_errors_name_the_option(void **state)
+{
+  (void)state;
+  int port = 0;
+  plg_error_t err = NULL;
+  assert_int_equal(plg_parse_port("port", "4039", &port, &err), 0);
+  assert_int_equal(port, 4039);
+  const char *bad[] = {"0", "65536", "+22", "-1", "22a", "", " 22", "99999999999999999999"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    assert_int_equal(plg_parse_port("port", bad[i], &port, &err), -1);
+    assert_non_null(strstr(err->msg, "option \"port\""));
+    assert_non_null(strstr(err->msg, "is not a port number (1-65535)"));
+    plg_error_release(&err);
+  }
+}
+
 static void a_bad_environment_value_names_the_variable(void **state)
 {
   (void)state;
@@ -140,6 +156,7 @@ int main(void)
       cmocka_unit_test(a_duration_over_the_maximum_is_rejected),
       cmocka_unit_test(booleans_take_the_usual_spellings),
       cmocka_unit_test(integers_are_checked_against_their_bounds),
+      cmocka_unit_test(ports_are_digits_from_1_to_65535_and_errors_name_the_option),
       cmocka_unit_test(a_bad_environment_value_names_the_variable),
       cmocka_unit_test(unset_or_empty_variables_give_the_default),
   };
