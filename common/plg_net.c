@@ -114,3 +114,50 @@ int plg_net_connect(const struct sockaddr *sa, socklen_t len, int timeout_ms, bo
   fd = -1;
   return ret;
 }
+
+int plg_net_wait_cancellable(int fd, short events, int64_t deadline, int cancel_fd)
+{
+  struct pollfd p[2] = {{.fd = fd, .events = events}, {.fd = cancel_fd, .events = POLLIN}};
+  for (;;) {
+    int64_t left = deadline - plg_now_ms();
+    int rc = poll(p, cancel_fd >= 0 ? 2 : 1, left > 0 ? (int)left : 0);
+    if (rc < 0 && errno == EINTR)
+      continue;
+    if (rc > 0 && cancel_fd >= 0 && (p[1].revents & POLLIN)) {
+      errno = ECANCELED;
+      return -1;
+    }
+    return rc < 0 ? -1 : p[0].revents != 0;
+  }
+}
+
+int plg_net_connect_cancellable(const struct sockaddr *sa, socklen_t len, int timeout_ms, bool nonblocking,
+                                int cancel_fd, const char *where, plg_error_t *err)
+{
+  cleanup_close int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return plg_error_make(err, errno, "cannot create a socket for %s", where);
+  if (connect(fd, sa, len) < 0) {
+    if (errno != EINPROGRESS)
+      return plg_error_make(err, errno, "cannot connect to %s", where);
+    int ready = plg_net_wait_cancellable(fd, POLLOUT, plg_now_ms() + timeout_ms, cancel_fd);
+    if (ready == 0)
+      return plg_error_make(err, 0, "cannot connect to %s: no answer within %d ms", where, timeout_ms);
+    if (ready < 0)
+      return plg_error_make(err, errno,
+                            errno == ECANCELED ? "gave up connecting to %s" : "cannot connect to %s", where);
+    int soerr = 0;
+    socklen_t sl = sizeof soerr;
+    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
+    if (soerr != 0)
+      return plg_error_make(err, soerr, "cannot connect to %s", where);
+  }
+  if (!nonblocking) {
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
+      return plg_error_make(err, errno, "cannot configure the socket for %s", where);
+  }
+  int ret = fd;
+  fd = -1;
+  return ret;
+}

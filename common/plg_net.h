@@ -30,4 +30,12 @@ int plg_net_wait(int fd, short events, int64_t deadline);
 /* "host:port", with brackets for IPv6 ("[fd00::1]:4039"), from a numeric address. */
 void plg_net_format(const struct sockaddr *sa, char *buf, size_t size);
 
+/* plg_net_wait that also ends, with -1 and errno ECANCELED, once CANCEL_FD (-1: none) is readable:
+ * a stop need not wait for a deadline. CANCEL_FD is only polled, never read (an eventfd written
+ * once stays set). */
+int plg_net_wait_cancellable(int fd, short events, int64_t deadline, int cancel_fd);
+/* plg_net_connect, given up at once (errno ECANCELED in the error) when CANCEL_FD is readable. */
+int plg_net_connect_cancellable(const struct sockaddr *sa, socklen_t len, int timeout_ms, bool nonblocking,
+                                int cancel_fd, const char *where, plg_error_t *err);
+
 #endif

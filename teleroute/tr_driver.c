@@ -1,35 +1,41 @@
+/* The NetworkDriver endpoints of teleroute: each parses Docker's request, asks the daemon through
+ * tr_daemon, and records the outcome in tr_state. No lock is held across a call to a daemon. */
 #include "tr_driver.h"
 
 #include "plg_json.h"
 #include "plg_log.h"
 #include "plg_settings.h"
 #include "plg_util.h"
-#include "teleroute.pb-c.h"
-#include "tr_ctx.h"
-#include "tr_grpc_frame.h"
+#include "tr_daemon.h"
 #include "tr_netlink.h"
+#include "tr_netns.h"
+#include "tr_refresh.h"
+#include "tr_state.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
-struct tr_session *tr_ctx_session_locked(struct tr_ctx *c, struct tr_network *n)
-{
-  if (n->session == NULL)
-    n->session = tr_session_new(n->opts.host, n->opts.port, n->gateways, n->n_gateways,
-                                c->cfg.connect_timeout_ms, c->cfg.call_timeout_ms);
-  tr_session_hold(n->session);
-  return n->session;
-}
+/* How long tr_shutdown waits for handlers still running (after tr_stopping they end at once). */
+#define SHUTDOWN_WAIT_MS 1000
 
-void tr_ctx_save_locked(struct tr_ctx *c)
-{
-  plg_error_t err = NULL;
-  if (tr_table_save(&c->table, c->state_file, &err) < 0) {
-    plg_error("cannot save the network table: %s", err->msg);
-    plg_error_release(&err);
-  }
-}
+struct tr_config {
+  const char *state_dir;      /* STATE_DIR */
+  int64_t refresh_ms;         /* ROUTE_REFRESH_INTERVAL, 0 = off */
+  int64_t connect_timeout_ms; /* CONNECT_TIMEOUT */
+  int64_t call_timeout_ms;    /* CALL_TIMEOUT */
+};
+
+struct tr_ctx {
+  struct tr_config cfg;
+  struct tr_state *state;
+  struct tr_refresh *refresh;
+  pthread_mutex_t lock; /* BUSY; taken alone */
+  pthread_cond_t idle;  /* CLOCK_MONOTONIC: BUSY reached 0 */
+  int busy;             /* handlers using STATE */
+};
 
 static int request_ids(json_t *req, bool endpoint, const char **net, const char **ep, plg_error_t *err)
 {
@@ -79,55 +85,31 @@ static int parse_network(json_t *req, const char *id, struct tr_network *n, plg_
   return ipam_data(req, "IPv4Data", n, err) < 0 || ipam_data(req, "IPv6Data", n, err) < 0 ? -1 : 0;
 }
 
-static int handle_create_network(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+static int create_network(struct tr_ctx *c, json_t *req, json_t **reply, plg_error_t *err)
 {
   (void)reply;
-  struct tr_ctx *c = ctx;
   const char *id;
   struct tr_network n;
   if (request_ids(req, false, &id, NULL, err) < 0 || parse_network(req, id, &n, err) < 0)
     return -1;
   /* Reach the daemon now: a wrong address must fail `docker network create`, not a later run. */
-  struct tr_session *s = tr_session_new(n.opts.host, n.opts.port, n.gateways, n.n_gateways,
-                                        c->cfg.connect_timeout_ms, c->cfg.call_timeout_ms);
+  struct tr_session *s = tr_state_new_session(c->state, &n);
   if (tr_session_connect(s, err) < 0) {
     tr_session_release(s);
     return -1;
   }
-  pthread_mutex_lock(&c->lock);
-  struct tr_network *old = tr_table_network(&c->table, id);
-  if (old != NULL) { /* a repeated create: the new session replaces the old one */
-    tr_session_release(old->session);
-    tr_table_remove_network(&c->table, id);
-  }
-  struct tr_network *added = tr_table_add_network(&c->table, id);
-  struct tr_network *next = added->next;
-  *added = n;
-  added->next = next;
-  added->session = s;
-  tr_ctx_save_locked(c);
-  pthread_mutex_unlock(&c->lock);
+  tr_state_add_network(c->state, &n, s);
   plg_info("network %.12s created: daemon %s:%d", id, n.opts.host, n.opts.port);
   return 0;
 }
 
-static int handle_delete_network(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+static int delete_network(struct tr_ctx *c, json_t *req, json_t **reply, plg_error_t *err)
 {
   (void)reply;
-  struct tr_ctx *c = ctx;
   const char *id;
   if (request_ids(req, false, &id, NULL, err) < 0)
     return -1;
-  pthread_mutex_lock(&c->lock);
-  struct tr_network *n = tr_table_network(&c->table, id);
-  struct tr_session *s = n != NULL ? n->session : NULL;
-  if (n != NULL) {
-    tr_table_remove_network(&c->table, id);
-    tr_ctx_save_locked(c);
-  }
-  pthread_mutex_unlock(&c->lock);
-  tr_session_release(s); /* outside the lock: closing joins the connection's thread */
-  if (n != NULL)
+  if (tr_state_remove_network(c->state, id))
     plg_info("network %.12s deleted", id);
   return 0;
 }
@@ -171,226 +153,149 @@ static int interface_addrs(json_t *req, struct tr_prefix *a4, struct tr_prefix *
   return 0;
 }
 
-/* The network, held session and all, for a call to the daemon made without the lock. */
-static struct tr_session *network_session(struct tr_ctx *c, const char *net_id, plg_error_t *err)
-{
-  pthread_mutex_lock(&c->lock);
-  struct tr_network *n = tr_table_network(&c->table, net_id);
-  struct tr_session *s = n != NULL ? tr_ctx_session_locked(c, n) : NULL;
-  pthread_mutex_unlock(&c->lock);
-  if (s == NULL)
-    plg_error_not_found(err, "no such teleroute network: %.12s", net_id);
-  return s;
-}
-
-static int handle_create_endpoint(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+static int create_endpoint(struct tr_ctx *c, json_t *req, json_t **reply, plg_error_t *err)
 {
   (void)reply;
-  struct tr_ctx *c = ctx;
   const char *net_id, *ep_id;
   struct tr_prefix a4, a6;
   int daemon_opt;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0 || interface_addrs(req, &a4, &a6, err) < 0 ||
       daemon_option(req, &daemon_opt, err) < 0)
     return -1;
-  pthread_mutex_lock(&c->lock);
-  struct tr_network *n = tr_table_network(&c->table, net_id);
-  bool daemon = false;
-  if (n != NULL) {
-    /* without any daemon option, the first endpoint of a network is the daemon's own */
-    daemon = daemon_opt >= 0 ? daemon_opt : !n->daemon_option_seen && n->endpoints_created == 0;
-    n->daemon_option_seen |= daemon_opt >= 0;
-  }
-  pthread_mutex_unlock(&c->lock);
-  struct tr_session *s = network_session(c, net_id, err);
+  bool daemon = tr_state_endpoint_is_daemon(c->state, net_id, daemon_opt);
+  struct tr_session *s = tr_state_session(c->state, net_id, err);
   if (s == NULL)
     return -1;
-  uint8_t b4[17], b6[17];
-  Telepresence__Teleroute__CreateEndpointRequest msg = TELEPRESENCE__TELEROUTE__CREATE_ENDPOINT_REQUEST__INIT;
-  msg.id = (char *)ep_id;
-  msg.daemon = daemon;
-  msg.addr_ipv4 = (ProtobufCBinaryData){tr_addr_to_bytes(&a4, b4), b4};
-  msg.addr_ipv6 = (ProtobufCBinaryData){tr_addr_to_bytes(&a6, b6), b6};
-  int code;
-  uint8_t *resp = NULL;
-  size_t len;
-  int rc = tr_session_call(s, "CreateEndpoint", &msg.base, &resp, &len, &code, err);
-  free(resp);
+  int rc = tr_daemon_create_endpoint(s, ep_id, &a4, &a6, daemon, err);
   tr_session_release(s);
   if (rc < 0)
     return -1;
-  pthread_mutex_lock(&c->lock);
-  n = tr_table_network(&c->table, net_id);
-  if (n != NULL) {
-    n->endpoints_created++;
-    tr_table_remove_endpoint(&c->table, ep_id);
-    struct tr_endpoint *e = tr_table_add_endpoint(&c->table, ep_id, net_id);
-    e->addr4 = a4;
-    e->addr6 = a6;
-    e->daemon = daemon;
-    tr_ctx_save_locked(c);
-  }
-  pthread_mutex_unlock(&c->lock);
+  tr_state_endpoint_created(c->state, net_id, ep_id, &a4, &a6, daemon);
   plg_info("endpoint %.12s created on network %.12s%s", ep_id, net_id, daemon ? " (the daemon's)" : "");
   return 0;
 }
 
 /* Leave and RemoveEndpoint must succeed when the daemon is gone: containers must always stop. */
-static void forward_teardown(struct tr_ctx *c, const char *method, const char *net_id, const char *ep_id)
+static void forward_teardown(struct tr_ctx *c, const char *method,
+                             int (*call)(struct tr_session *, const char *, plg_error_t *),
+                             const char *net_id, const char *ep_id)
 {
   plg_error_t err = NULL;
-  struct tr_session *s = network_session(c, net_id, &err);
+  struct tr_session *s = tr_state_session(c->state, net_id, &err);
   if (s == NULL) {
     plg_error_release(&err);
     return;
   }
-  Telepresence__Teleroute__EndpointIdentifier msg = TELEPRESENCE__TELEROUTE__ENDPOINT_IDENTIFIER__INIT;
-  msg.id = (char *)ep_id;
-  int code;
-  if (tr_session_call_once(s, method, &msg.base, &code, &err) < 0) {
+  if (call(s, ep_id, &err) < 0) {
     plg_warn("%s of endpoint %.12s: %s (the daemon may be gone; going on)", method, ep_id, err->msg);
     plg_error_release(&err);
   }
   tr_session_release(s);
 }
 
-static int handle_delete_endpoint(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+static int delete_endpoint(struct tr_ctx *c, json_t *req, json_t **reply, plg_error_t *err)
 {
   (void)reply;
-  struct tr_ctx *c = ctx;
   const char *net_id, *ep_id;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0)
     return -1;
-  forward_teardown(c, "RemoveEndpoint", net_id, ep_id);
-  pthread_mutex_lock(&c->lock);
-  tr_table_remove_endpoint(&c->table, ep_id);
-  tr_ctx_save_locked(c);
-  pthread_mutex_unlock(&c->lock);
+  forward_teardown(c, "RemoveEndpoint", tr_daemon_remove_endpoint, net_id, ep_id);
+  tr_state_endpoint_removed(c->state, ep_id);
   return 0;
 }
 
-static int handle_leave(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+static int leave(struct tr_ctx *c, json_t *req, json_t **reply, plg_error_t *err)
 {
   (void)reply;
-  struct tr_ctx *c = ctx;
   const char *net_id, *ep_id;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0)
     return -1;
-  forward_teardown(c, "Leave", net_id, ep_id);
-  pthread_mutex_lock(&c->lock);
-  struct tr_endpoint *e = tr_table_endpoint(&c->table, ep_id);
-  if (e != NULL) {
-    e->joined = false;
-    tr_ctx_save_locked(c);
-  }
-  pthread_mutex_unlock(&c->lock);
+  forward_teardown(c, "Leave", tr_daemon_leave, net_id, ep_id);
+  tr_state_endpoint_left(c->state, ep_id);
   return 0;
 }
 
-int tr_driver_join(struct tr_session *s, const char *ep_id, const struct tr_prefix *pools, size_t n_pools,
-                   struct tr_join *j, struct tr_route **routes, size_t *n_routes, plg_error_t *err)
+static int join(struct tr_ctx *c, json_t *req, json_t **reply, plg_error_t *err)
 {
-  Telepresence__Teleroute__EndpointIdentifier msg = TELEPRESENCE__TELEROUTE__ENDPOINT_IDENTIFIER__INIT;
-  msg.id = (char *)ep_id;
-  int code;
-  uint8_t *resp = NULL;
-  size_t len = 0;
-  if (tr_session_call(s, "Join", &msg.base, &resp, &len, &code, err) < 0)
-    return -1;
-  int rc = tr_join_decode(resp, len, j, err);
-  free(resp);
-  if (rc < 0)
-    return -1;
-  *routes = xcalloc(j->n_routes ? j->n_routes : 1, sizeof **routes);
-  cleanup_free char *dropped = NULL;
-  *n_routes = tr_join_routes(j, pools, n_pools, *routes, &dropped);
-  if (dropped != NULL)
-    plg_warn("endpoint %.12s: dropped route(s) %s: they overlap the network's own address pool", ep_id,
-             dropped);
-  return 0;
-}
-
-static int handle_join(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
-{
-  struct tr_ctx *c = ctx;
   const char *net_id, *ep_id, *sandbox;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0 ||
-      plg_json_string(req, "SandboxKey", true, &sandbox, err) < 0)
+      plg_json_string(req, "SandboxKey", true, &sandbox, err) < 0 || tr_netns_key_check(sandbox, err) < 0)
     return -1;
-  pthread_mutex_lock(&c->lock);
-  struct tr_network *n = tr_table_network(&c->table, net_id);
-  struct tr_endpoint *known = tr_table_endpoint(&c->table, ep_id);
-  bool created = known != NULL && strcmp(known->network_id, net_id) == 0;
   struct tr_prefix pools[TR_MAX_POOLS];
-  size_t n_pools = n != NULL ? n->n_pools : 0;
-  if (n != NULL)
-    memcpy(pools, n->pools, sizeof pools);
-  pthread_mutex_unlock(&c->lock);
+  size_t n_pools;
   /* The real daemon keeps the id of an endpoint whose veth pair it could not make, without
    * links, and a Join of it dereferences nil and crashes the whole daemon (server_linux.go):
    * only endpoints whose CreateEndpoint succeeded here are ever joined. */
-  if (!created)
+  if (!tr_state_endpoint_created_on(c->state, net_id, ep_id, pools, &n_pools))
     return plg_error_not_found(
         err,
         "endpoint %.12s was not created on teleroute network %.12s (its CreateEndpoint "
         "did not succeed); it cannot join",
         ep_id, net_id);
-  struct tr_session *s = network_session(c, net_id, err);
+  struct tr_session *s = tr_state_session(c->state, net_id, err);
   if (s == NULL)
     return -1;
   struct tr_join j;
-  struct tr_route *routes = NULL;
+  cleanup_free struct tr_route *routes = NULL;
   size_t n_routes = 0;
-  int rc = tr_driver_join(s, ep_id, pools, n_pools, &j, &routes, &n_routes, err);
+  int rc = tr_daemon_join(s, ep_id, pools, n_pools, &j, &routes, &n_routes, err);
   tr_session_release(s);
   if (rc < 0)
     return -1;
   /* Docker would fail only later, in the container's start hook, with a less clear message */
   if (*j.src_name != '\0' && tr_link_check(j.src_name, err) < 0) {
     tr_join_clear(&j);
-    free(routes);
     return -1;
   }
   *reply = tr_join_reply(&j, routes, n_routes);
-  pthread_mutex_lock(&c->lock);
-  struct tr_endpoint *e = tr_table_endpoint(&c->table, ep_id);
-  if (e != NULL) {
-    e->joined = true;
-    free(e->sandbox_key);
-    e->sandbox_key = xstrdup(sandbox);
-    e->netns_warned = false;
-    memset(&e->netns_hint, 0, sizeof e->netns_hint);
-    e->netns_how = NULL;
-    snprintf(e->src_name, sizeof e->src_name, "%s", j.src_name);
-    tr_endpoint_set_routes(e, routes, n_routes);
-    tr_ctx_save_locked(c);
-  }
-  pthread_mutex_unlock(&c->lock);
+  tr_state_endpoint_joined(c->state, ep_id, sandbox, j.src_name, routes, n_routes);
   plg_info("endpoint %.12s joined: interface %s, %zu route(s)", ep_id, j.src_name, n_routes);
   tr_join_clear(&j);
-  free(routes);
   return 0;
 }
 
-static int handle_oper_info(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+static int oper_info(struct tr_ctx *c, json_t *req, json_t **reply, plg_error_t *err)
 {
-  struct tr_ctx *c = ctx;
   const char *net_id, *ep_id;
   if (request_ids(req, true, &net_id, &ep_id, err) < 0)
     return -1;
-  json_t *value = json_object();
-  pthread_mutex_lock(&c->lock);
-  struct tr_endpoint *e = tr_table_endpoint(&c->table, ep_id);
-  if (e != NULL) {
-    json_object_set_new(value, "daemon", json_boolean(e->daemon));
-    if (e->src_name[0] != '\0')
-      json_object_set_new(value, "interface", json_string(e->src_name));
-    json_object_set_new(value, "routes", json_integer((json_int_t)e->n_routes));
-  }
-  pthread_mutex_unlock(&c->lock);
-  *reply = plg_json_pack("{s:o}", "Value", value);
+  *reply = plg_json_pack("{s:o}", "Value", tr_state_endpoint_info(c->state, ep_id));
   return 0;
 }
+
+static void enter(struct tr_ctx *c)
+{
+  pthread_mutex_lock(&c->lock);
+  c->busy++;
+  pthread_mutex_unlock(&c->lock);
+}
+
+static void done(struct tr_ctx *c)
+{
+  pthread_mutex_lock(&c->lock);
+  if (--c->busy == 0)
+    pthread_cond_broadcast(&c->idle);
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* The entry of each handler that uses the state: tr_shutdown frees it only once none runs. */
+#define ENTRY(name)                                                                                          \
+  static int handle_##name(void *ctx, json_t *req, json_t **reply, plg_error_t *err)                         \
+  {                                                                                                          \
+    struct tr_ctx *c = ctx;                                                                                  \
+    enter(c);                                                                                                \
+    int rc = name(c, req, reply, err);                                                                       \
+    done(c);                                                                                                 \
+    return rc;                                                                                               \
+  }
+
+ENTRY(create_network)
+ENTRY(delete_network)
+ENTRY(create_endpoint)
+ENTRY(delete_endpoint)
+ENTRY(join)
+ENTRY(leave)
+ENTRY(oper_info)
 
 static int handle_capabilities(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
 {
@@ -458,13 +363,37 @@ int tr_init(void **ctx, plg_error_t *err)
     free(c);
     return -1;
   }
-  c->state_file = xasprintf("%s/state.json", c->cfg.state_dir);
   pthread_mutex_init(&c->lock, NULL);
-  pthread_cond_init(&c->wake, NULL);
-  tr_table_load(&c->table, c->state_file); /* sessions reconnect on first use, not here */
-  tr_refresh_start(c);
+  plg_cond_init_monotonic(&c->idle);
+  cleanup_free char *file = xasprintf("%s/state.json", c->cfg.state_dir);
+  c->state = tr_state_open(file, c->cfg.connect_timeout_ms, c->cfg.call_timeout_ms);
+  c->refresh = tr_refresh_start(c->state, c->cfg.refresh_ms);
   *ctx = c;
   return 0;
+}
+
+void tr_stopping(void *ctx)
+{
+  struct tr_ctx *c = ctx;
+  if (c != NULL)
+    tr_state_stop(c->state);
+}
+
+/* True when no handler uses the state any more, within SHUTDOWN_WAIT_MS. */
+static bool wait_idle(struct tr_ctx *c)
+{
+  int64_t until = plg_now_ms() + SHUTDOWN_WAIT_MS;
+  pthread_mutex_lock(&c->lock);
+  while (c->busy > 0 && plg_now_ms() < until) {
+    struct timespec ts;
+    plg_timespec_in(&ts, CLOCK_MONOTONIC, until - plg_now_ms());
+    pthread_cond_timedwait(&c->idle, &c->lock, &ts);
+  }
+  int busy = c->busy;
+  pthread_mutex_unlock(&c->lock);
+  if (busy > 0)
+    plg_warn("%d request(s) still use the network table; it is left as it is", busy);
+  return busy == 0;
 }
 
 void tr_shutdown(void *ctx)
@@ -472,14 +401,12 @@ void tr_shutdown(void *ctx)
   struct tr_ctx *c = ctx;
   if (c == NULL)
     return;
-  tr_refresh_stop(c);
-  for (struct tr_network *n = c->table.networks; n != NULL; n = n->next) {
-    tr_session_release(n->session);
-    n->session = NULL;
-  }
-  tr_table_clear(&c->table);
-  pthread_cond_destroy(&c->wake);
+  tr_state_stop(c->state); /* when the stopping hook did not run */
+  tr_refresh_stop(c->refresh);
+  if (!wait_idle(c))
+    return; /* the process ends anyway: freeing what a handler still uses would be worse */
+  tr_state_close(c->state);
+  pthread_cond_destroy(&c->idle);
   pthread_mutex_destroy(&c->lock);
-  free(c->state_file);
   free(c);
 }

@@ -63,6 +63,10 @@ static int decode_fields(const Telepresence__Teleroute__JoinResponse *r, struct 
       (j->via6.family != 0 && j->via6.family != AF_INET6) ||
       (j->gw4.family != 0 && j->gw4.family != AF_INET) || (j->gw6.family != 0 && j->gw6.family != AF_INET6))
     return plg_error_make(err, 0, "the daemon sent an address of the wrong family in JoinResponse");
+  if (r->n_routes > TR_MAX_ROUTES)
+    return plg_error_make(
+        err, 0, "the daemon's Join reply has %zu routes; teleroute takes at most %d (TR_MAX_ROUTES)",
+        r->n_routes, TR_MAX_ROUTES);
   j->routes = xcalloc(r->n_routes ? r->n_routes : 1, sizeof *j->routes);
   for (size_t i = 0; i < r->n_routes; i++) {
     if (tr_prefix_from_bytes(r->routes[i].data, r->routes[i].len, &j->routes[i], err) < 0)
@@ -111,7 +115,8 @@ static bool has_family(const struct tr_prefix *pools, size_t n_pools, int family
 size_t tr_join_routes(const struct tr_join *j, const struct tr_prefix *pools, size_t n_pools,
                       struct tr_route *out, char **dropped)
 {
-  size_t n = 0;
+  size_t n = 0, n_dropped = 0;
+  cleanup_free struct tr_route *overlapping = xcalloc(j->n_routes ? j->n_routes : 1, sizeof *overlapping);
   *dropped = NULL;
   for (size_t i = 0; i < j->n_routes; i++) {
     const struct tr_prefix *dst = &j->routes[i];
@@ -121,11 +126,7 @@ size_t tr_join_routes(const struct tr_join *j, const struct tr_prefix *pools, si
     for (size_t k = 0; k < n_pools && !overlap; k++)
       overlap = tr_prefix_overlaps(dst, &pools[k]);
     if (overlap) {
-      char text[64];
-      tr_prefix_format(dst, false, text, sizeof text);
-      char *list = xasprintf("%s%s%s", *dropped ? *dropped : "", *dropped ? ", " : "", text);
-      free(*dropped);
-      *dropped = list;
+      overlapping[n_dropped++].dst = *dst;
       continue;
     }
     const struct tr_prefix *via = next_hop(j, dst->family);
@@ -136,7 +137,10 @@ size_t tr_join_routes(const struct tr_join *j, const struct tr_prefix *pools, si
       memset(&out[n].via, 0, sizeof out[n].via);
     n++;
   }
-  return n;
+  if (n_dropped > 0)
+    *dropped = tr_routes_describe(overlapping, tr_routes_unique(overlapping, n_dropped), TR_ROUTES_SHOWN);
+  /* Docker refuses a Join whose routes repeat ("file exists") */
+  return tr_routes_unique(out, n);
 }
 
 json_t *tr_join_reply(const struct tr_join *j, const struct tr_route *routes, size_t n_routes)

@@ -72,7 +72,6 @@ static int endpoint_ifindex(struct nl_sock *sk, const struct tr_prefix *addr)
   if (addr->family == 0 || rtnl_addr_alloc_cache(sk, &cache) < 0)
     return 0;
   int ifindex = 0;
-  struct nl_addr *want = nl_from_prefix(addr, false);
   for (struct nl_object *o = nl_cache_get_first(cache); o != NULL && ifindex == 0; o = nl_cache_get_next(o)) {
     struct rtnl_addr *a = (struct rtnl_addr *)o;
     struct nl_addr *local = rtnl_addr_get_local(a);
@@ -80,7 +79,6 @@ static int endpoint_ifindex(struct nl_sock *sk, const struct tr_prefix *addr)
         memcmp(nl_addr_get_binary_addr(local), addr->addr, addr->family == AF_INET ? 4 : 16) == 0)
       ifindex = rtnl_addr_get_ifindex(a);
   }
-  nl_addr_put(want);
   nl_cache_free(cache);
   return ifindex;
 }
@@ -106,21 +104,6 @@ static struct rtnl_route *route_for(const struct tr_route *r, int ifindex)
   return route;
 }
 
-static bool same_route(const struct tr_route *a, const struct tr_route *b)
-{
-  return a->dst.family == b->dst.family && a->dst.len == b->dst.len &&
-         memcmp(a->dst.addr, b->dst.addr, sizeof a->dst.addr) == 0 && a->via.family == b->via.family &&
-         memcmp(a->via.addr, b->via.addr, sizeof a->via.addr) == 0;
-}
-
-static bool contains(const struct tr_route *list, size_t n, const struct tr_route *r)
-{
-  for (size_t i = 0; i < n; i++)
-    if (same_route(&list[i], r))
-      return true;
-  return false;
-}
-
 struct sync_job {
   int netns_fd;
   const struct tr_prefix *addr4, *addr6;
@@ -143,39 +126,32 @@ static void route_error(struct sync_job *job, const char *what, const struct tr_
 static void apply(struct sync_job *job, struct nl_sock *sk)
 {
   int if4 = endpoint_ifindex(sk, job->addr4), if6 = endpoint_ifindex(sk, job->addr6);
-  for (size_t i = 0; i < job->n_old; i++) {
-    const struct tr_route *r = &job->old[i];
-    if (contains(job->new_routes, job->n_new, r))
-      continue;
-    struct rtnl_route *route = route_for(r, r->dst.family == AF_INET ? if4 : if6);
-    /* Docker installs routes as "boot" and we as "static": leave the protocol out so the kernel
-     * matches either */
-    rtnl_route_set_protocol(route, RTPROT_UNSPEC);
-    int rc = rtnl_route_delete(sk, route, 0);
-    rtnl_route_put(route);
-    if (rc == 0)
-      job->changes++;
-    else if (rc != -NLE_OBJ_NOTFOUND && job->err == NULL)
-      route_error(job, "delete", r, rc);
-  }
-  for (size_t i = 0; i < job->n_new; i++) {
-    const struct tr_route *r = &job->new_routes[i];
-    if (contains(job->old, job->n_old, r))
-      continue;
-    int ifindex = r->dst.family == AF_INET ? if4 : if6;
-    if (ifindex == 0) {
-      if (job->err == NULL)
-        plg_error_make(&job->err, ENXIO, "no interface holds the endpoint's address in the container");
-      continue;
+  struct tr_route_change *plan;
+  size_t skipped;
+  size_t n = tr_routes_plan(job->old, job->n_old, job->new_routes, job->n_new, if4, if6, &plan, &skipped);
+  for (size_t i = 0; i < n; i++) {
+    const struct tr_route *r = plan[i].route;
+    struct rtnl_route *route = route_for(r, plan[i].ifindex);
+    int rc;
+    if (plan[i].add) {
+      rc = rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_EXCL);
+      rc = rc == -NLE_EXIST ? 1 : rc;
+    } else {
+      /* Docker installs routes as "boot" and we as "static": leave the protocol out so the kernel
+       * matches either; the interface is always given, so no other interface's route matches */
+      rtnl_route_set_protocol(route, RTPROT_UNSPEC);
+      rc = rtnl_route_delete(sk, route, 0);
+      rc = rc == -NLE_OBJ_NOTFOUND ? 1 : rc;
     }
-    struct rtnl_route *route = route_for(r, ifindex);
-    int rc = rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_EXCL);
     rtnl_route_put(route);
     if (rc == 0)
       job->changes++;
-    else if (rc != -NLE_EXIST && job->err == NULL)
-      route_error(job, "add", r, rc);
+    else if (rc < 0 && job->err == NULL)
+      route_error(job, plan[i].add ? "add" : "delete", r, rc);
   }
+  free(plan);
+  if (skipped > 0 && job->err == NULL)
+    plg_error_make(&job->err, ENXIO, "no interface holds the endpoint's address in the container");
 }
 
 /* setns changes only the calling thread's namespace: a thread that exits afterwards leaves the

@@ -64,7 +64,7 @@ static bool is_netns(int fd)
 /* A namespace file, if it is one; -1 with errno otherwise. */
 static int open_netns(const char *path)
 {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
   if (fd < 0)
     return -1;
   if (!is_netns(fd)) {
@@ -75,17 +75,38 @@ static int open_netns(const char *path)
   return fd;
 }
 
-/* Docker's SandboxKey is an absolute path without "." or ".." components; anything else is not
- * looked at. */
 static bool plain_absolute(const char *p)
 {
-  if (p == NULL || p[0] != '/' || strlen(p) > PATH_MAX - 32)
+  if (p[0] != '/' || strlen(p) > PATH_MAX - 32)
     return false;
   for (const char *s = p; *s != '\0'; s++)
-    if (s[0] == '/' && s[1] == '.' &&
-        (s[2] == '/' || s[2] == '\0' || (s[2] == '.' && (s[3] == '/' || s[3] == '\0'))))
+    if (s[0] == '/' &&
+        (s[1] == '/' || s[1] == '\0' ||
+         (s[1] == '.' && (s[2] == '/' || s[2] == '\0' || (s[2] == '.' && (s[3] == '/' || s[3] == '\0'))))))
       return false;
   return true;
+}
+
+static bool sandbox_name(const char *s)
+{
+  size_t n = 0;
+  for (; s[n] != '\0'; n++)
+    if (!((s[n] >= '0' && s[n] <= '9') || (s[n] >= 'a' && s[n] <= 'f')))
+      return false;
+  return n == 12;
+}
+
+int tr_netns_key_check(const char *key, plg_error_t *err)
+{
+  const char *base = strrchr(key, '/');
+  bool ok = plain_absolute(key) && base != NULL && sandbox_name(base + 1) && base - key >= 6 &&
+            memcmp(base - 6, "/netns", 6) == 0;
+  if (!ok)
+    return plg_error_bad_request(err,
+                                 "SandboxKey \"%.128s\" is not a network namespace file of Docker's "
+                                 "(<exec-root>/netns/<12 hex digits>)",
+                                 key);
+  return 0;
 }
 
 static int open_pid_netns(pid_t pid, uint64_t ino)
@@ -252,15 +273,17 @@ int tr_netns_open(struct tr_netns_scan *scan, const char *sandbox_key, const str
                   const struct tr_prefix *addr6, struct tr_netns_hint *hint, const char **how,
                   plg_error_t *err)
 {
-  int why = EINVAL;
-  if (plain_absolute(sandbox_key)) {
+  const char *why = "it is not in Docker's netns directory";
+  plg_error_t refused = NULL;
+  if (sandbox_key != NULL && tr_netns_key_check(sandbox_key, &refused) == 0) {
     int fd = open_netns(sandbox_key);
     if (fd >= 0) {
       *how = "SandboxKey";
       return fd;
     }
-    why = errno;
+    why = strerror(errno);
   }
+  plg_error_release(&refused);
   if (hint->pid > 0) {
     int fd = open_pid_netns(hint->pid, hint->ino);
     if (fd >= 0) {
@@ -303,7 +326,7 @@ int tr_netns_open(struct tr_netns_scan *scan, const char *sandbox_key, const str
     return plg_error_make(err, 0,
                           "cannot find the container's network namespace: its SandboxKey %s cannot be opened "
                           "in the plugin (%s), and %s",
-                          sandbox_key ? sandbox_key : "(none)", strerror(why), where);
+                          sandbox_key ? sandbox_key : "(none)", why, where);
   }
   hint->pid = found->pid;
   hint->ino = found->ino;

@@ -1,5 +1,6 @@
 #include "tr_options.h"
 
+#include "plg_net.h"
 #include "plg_settings.h"
 
 #include <arpa/inet.h>
@@ -8,36 +9,19 @@
 
 static const char *const known = "host, port, pid";
 
+/* An IPv4-mapped address is the IPv4 address (plg_net_parse_ip): Telepresence sends
+ * ::ffff:a.b.c.d for an IPv6-only daemon network (pkg/client/docker/teleroute/network.go,
+ * netip.AddrFrom16), and a host booted without IPv6 can reach it only as a.b.c.d. */
 static int parse_host(const char *value, struct tr_net_opts *o, plg_error_t *err)
 {
-  unsigned char addr[16];
-  char bare[64];
-  size_t n = strlen(value);
-  if (n >= 2 && n < sizeof bare && value[0] == '[' && value[n - 1] == ']') {
-    memcpy(bare, value + 1, n - 2);
-    bare[n - 2] = '\0';
-  } else if (n < sizeof bare) {
-    strcpy(bare, value);
-  } else {
-    bare[0] = '\0';
-  }
-  int family = inet_pton(AF_INET, bare, addr) == 1    ? AF_INET
-               : inet_pton(AF_INET6, bare, addr) == 1 ? AF_INET6
-                                                      : 0;
-  if (family == 0)
+  char canonical[INET6_ADDRSTRLEN];
+  int family;
+  if (!plg_net_parse_ip(value, canonical, &family))
     return plg_error_bad_request(err,
                                  "option \"host\": \"%.64s\" is not an IPv4 or IPv6 address (the daemon "
                                  "container's address)",
                                  value);
-  /* An IPv4-mapped address is the IPv4 address: Telepresence sends ::ffff:a.b.c.d for an
-   * IPv6-only daemon network (pkg/client/docker/teleroute/network.go, netip.AddrFrom16), and a
-   * host booted without IPv6 can reach it only as a.b.c.d. */
-  static const unsigned char v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (family == AF_INET6 && memcmp(addr, v4mapped, sizeof v4mapped) == 0) {
-    memmove(addr, addr + 12, 4);
-    family = AF_INET;
-  }
-  inet_ntop(family, addr, o->host, sizeof o->host);
+  snprintf(o->host, sizeof o->host, "%s", canonical);
   return 0;
 }
 
@@ -47,14 +31,8 @@ static int parse_one(const char *key, const char *value, struct tr_net_opts *o, 
   plg_error_t inner = NULL;
   if (strcmp(key, "host") == 0)
     return parse_host(value, o, err);
-  if (strcmp(key, "port") == 0) {
-    if (plg_parse_int(value, 1, 65535, &v, &inner) < 0 || value[0] == '+' || value[0] == '-') {
-      plg_error_release(&inner);
-      return plg_error_bad_request(err, "option \"port\": \"%.32s\" is not a port number (1-65535)", value);
-    }
-    o->port = (int)v;
-    return 0;
-  }
+  if (strcmp(key, "port") == 0)
+    return plg_parse_port("port", value, &o->port, err);
   if (strcmp(key, "pid") == 0) {
     if (plg_parse_int(value, 1, 4194304, &v, &inner) < 0 || value[0] == '+' || value[0] == '-') {
       plg_error_release(&inner);

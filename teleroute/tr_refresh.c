@@ -1,226 +1,184 @@
-/* Live route refresh. Docker installs a container's routes once, at Join, but the cluster's
- * subnets change during a session (a new node brings a new pod subnet). Every
- * ROUTE_REFRESH_INTERVAL each joined endpoint asks the daemon again (Join has no side effects)
- * and its container's routes are brought in line: new ones added, vanished ones deleted, nothing
- * else touched. Only endpoints that joined are asked: the real daemon crashes on a Join of an
- * endpoint whose CreateEndpoint failed. The container's namespace is found as tr_netns.h says.
- * One endpoint's failure is logged and retried next round; it never stops others. */
+#include "tr_refresh.h"
+
 #include "plg_log.h"
 #include "plg_util.h"
-#include "tr_ctx.h"
+#include "tr_daemon.h"
 #include "tr_netlink.h"
 #include "tr_netns.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
-struct job {
+/* What the refresher remembers of an endpoint between rounds; dropped when it leaves. */
+struct memo {
   char ep_id[TR_ID_MAX + 1];
-  char *netns;
-  struct tr_session *session;
-  struct tr_prefix pools[TR_MAX_POOLS];
-  size_t n_pools;
-  struct tr_prefix addr4, addr6;
-  struct tr_route *current;
-  size_t n_current;
+  char *sandbox_key;
   struct tr_netns_hint hint;
-  const char *how; /* how the namespace was reached last time */
-  struct job *next;
+  const char *how; /* how the namespace was reached last (static text) */
+  bool warned;     /* that its namespace cannot be entered was said */
+  bool seen;       /* in this round's snapshot */
+  struct memo *next;
 };
 
-static struct job *collect_jobs(struct tr_ctx *c)
+struct tr_refresh {
+  struct tr_state *st;
+  int64_t interval_ms;
+  pthread_t thread;
+  struct memo *memos;
+};
+
+/* The memo of IT, new (or renewed, when the endpoint joined another sandbox) if needed. */
+static struct memo *memo_of(struct tr_refresh *r, const struct tr_state_item *it)
 {
-  struct job *jobs = NULL;
-  pthread_mutex_lock(&c->lock);
-  for (struct tr_endpoint *e = c->table.endpoints; e != NULL; e = e->next) {
-    struct tr_network *n = tr_table_network(&c->table, e->network_id);
-    if (!e->joined || e->daemon || e->sandbox_key == NULL || n == NULL)
-      continue;
-    struct job *j = xcalloc(1, sizeof *j);
-    memcpy(j->ep_id, e->id, sizeof j->ep_id);
-    j->netns = xstrdup(e->sandbox_key);
-    j->session = tr_ctx_session_locked(c, n);
-    memcpy(j->pools, n->pools, sizeof j->pools);
-    j->n_pools = n->n_pools;
-    j->addr4 = e->addr4;
-    j->addr6 = e->addr6;
-    j->current = xcalloc(e->n_routes ? e->n_routes : 1, sizeof *j->current);
-    memcpy(j->current, e->routes, e->n_routes * sizeof *j->current);
-    j->n_current = e->n_routes;
-    j->hint = e->netns_hint;
-    j->how = e->netns_how;
-    j->next = jobs;
-    jobs = j;
+  struct memo *m = r->memos;
+  while (m != NULL && strcmp(m->ep_id, it->ep_id) != 0)
+    m = m->next;
+  if (m != NULL && strcmp(m->sandbox_key, it->sandbox_key) != 0) {
+    free(m->sandbox_key);
+    struct memo *next = m->next;
+    memset(m, 0, sizeof *m);
+    m->next = next;
+  } else if (m == NULL) {
+    m = xcalloc(1, sizeof *m);
+    m->next = r->memos;
+    r->memos = m;
   }
-  pthread_mutex_unlock(&c->lock);
-  return jobs;
+  if (m->sandbox_key == NULL) {
+    memcpy(m->ep_id, it->ep_id, sizeof m->ep_id);
+    m->sandbox_key = xstrdup(it->sandbox_key);
+  }
+  m->seen = true;
+  return m;
 }
 
-static void free_job(struct job *j)
+/* Forgets the endpoints that were not in this round (left, removed); ALL forgets every one. */
+static void forget(struct tr_refresh *r, bool all)
 {
-  tr_session_release(j->session);
-  free(j->netns);
-  free(j->current);
-  free(j);
+  for (struct memo **p = &r->memos; *p != NULL;) {
+    struct memo *m = *p;
+    if (m->seen && !all) {
+      m->seen = false;
+      p = &m->next;
+      continue;
+    }
+    *p = m->next;
+    free(m->sandbox_key);
+    free(m);
+  }
 }
 
 /* Logs a namespace that cannot be entered once per endpoint, not every round. */
-static void report(struct tr_ctx *c, const struct job *j, const char *msg, bool netns)
+static void report(struct memo *m, const char *msg, bool netns)
 {
-  bool first = true;
-  if (netns) {
-    pthread_mutex_lock(&c->lock);
-    struct tr_endpoint *e = tr_table_endpoint(&c->table, j->ep_id);
-    first = e != NULL && !e->netns_warned;
-    if (e != NULL)
-      e->netns_warned = true;
-    pthread_mutex_unlock(&c->lock);
-  }
-  if (first && netns)
-    plg_warn("route refresh of endpoint %.12s: %s; its routes stay as they are (said once)", j->ep_id, msg);
-  else if (first)
-    plg_warn("route refresh of endpoint %.12s: %s", j->ep_id, msg);
-}
-
-static bool same_set(const struct tr_route *a, size_t na, const struct tr_route *b, size_t nb)
-{
-  if (na != nb)
-    return false;
-  for (size_t i = 0; i < na; i++) {
-    bool found = false;
-    for (size_t k = 0; k < nb && !found; k++)
-      found = memcmp(&a[i], &b[k], sizeof a[i]) == 0;
-    if (!found)
-      return false;
-  }
-  return true;
+  if (netns && m->warned)
+    return;
+  if (netns)
+    plg_warn("route refresh of endpoint %.12s: %s; its routes stay as they are (said once)", m->ep_id, msg);
+  else
+    plg_warn("route refresh of endpoint %.12s: %s", m->ep_id, msg);
+  m->warned |= netns;
 }
 
 /* Brings the container's routes from what we believe is installed to ROUTES; false (logged) on
  * failure. A namespace found through a process that no longer holds the endpoint's address is
  * looked for again, once. */
-static bool sync_routes(struct tr_ctx *c, struct job *j, struct tr_netns_scan *scan,
+static bool sync_routes(const struct tr_state_item *it, struct memo *m, struct tr_netns_scan *scan,
                         const struct tr_route *routes, size_t n, int *changes)
 {
   plg_error_t err = NULL;
   for (int attempt = 0;; attempt++) {
     const char *how = NULL;
-    int fd = tr_netns_open(scan, j->netns, &j->addr4, &j->addr6, &j->hint, &how, &err);
+    int fd = tr_netns_open(scan, it->sandbox_key, &it->addr4, &it->addr6, &m->hint, &how, &err);
     if (fd < 0) {
-      report(c, j, err->msg, true);
+      report(m, err->msg, true);
       plg_error_release(&err);
       return false;
     }
-    if (how != j->how)
+    if (how != m->how)
       plg_info("route refresh of endpoint %.12s: its container's network namespace is reached through %s",
-               j->ep_id, how);
-    j->how = how;
+               m->ep_id, how);
+    m->how = how;
     int rc =
-        tr_netns_sync_routes(fd, &j->addr4, &j->addr6, j->current, j->n_current, routes, n, changes, &err);
+        tr_netns_sync_routes(fd, &it->addr4, &it->addr6, it->routes, it->n_routes, routes, n, changes, &err);
     close(fd);
     if (rc == 0)
       return true;
     bool stale = err->errno_ == ENXIO && strcmp(how, "its process") == 0;
     if (stale && attempt == 0) {
       plg_error_release(&err);
-      memset(&j->hint, 0, sizeof j->hint);
+      memset(&m->hint, 0, sizeof m->hint);
       continue;
     }
-    report(c, j, err->msg, err->errno_ == ENXIO || err->errno_ == EPERM || err->errno_ == EINVAL);
+    report(m, err->msg, err->errno_ == ENXIO || err->errno_ == EPERM || err->errno_ == EINVAL);
     plg_error_release(&err);
     return false;
   }
 }
 
-static void refresh_one(struct tr_ctx *c, struct job *j, struct tr_netns_scan *scan)
+static void refresh_one(struct tr_refresh *r, const struct tr_state_item *it, struct tr_netns_scan *scan)
 {
+  struct memo *m = memo_of(r, it);
   struct tr_join join;
   struct tr_route *routes = NULL;
   size_t n = 0;
   plg_error_t err = NULL;
-  if (tr_driver_join(j->session, j->ep_id, j->pools, j->n_pools, &join, &routes, &n, &err) < 0) {
-    report(c, j, err->msg, false);
+  if (tr_daemon_join(it->session, it->ep_id, it->pools, it->n_pools, &join, &routes, &n, &err) < 0) {
+    report(m, err->msg, false);
     plg_error_release(&err);
     return;
   }
   tr_join_clear(&join);
   /* compare with what we believe is installed; the kernel is only touched on a change */
-  if (same_set(routes, n, j->current, j->n_current)) {
-    free(routes);
-    return;
-  }
   int changes = 0;
-  bool ok = sync_routes(c, j, scan, routes, n, &changes);
-  if (ok)
-    plg_info("route refresh of endpoint %.12s: %d change(s), now %zu route(s)", j->ep_id, changes, n);
-  pthread_mutex_lock(&c->lock);
-  struct tr_endpoint *e = tr_table_endpoint(&c->table, j->ep_id);
-  if (e != NULL && e->joined) {
-    e->netns_hint = j->hint;
-    e->netns_how = j->how;
-    if (ok) {
-      tr_endpoint_set_routes(e, routes, n);
-      tr_ctx_save_locked(c);
-    }
+  if (!tr_routes_same(routes, n, it->routes, it->n_routes) && sync_routes(it, m, scan, routes, n, &changes)) {
+    plg_info("route refresh of endpoint %.12s: %d change(s), now %zu route(s)", it->ep_id, changes, n);
+    tr_state_routes_refreshed(r->st, it->ep_id, routes, n);
   }
-  pthread_mutex_unlock(&c->lock);
   free(routes);
-}
-
-static bool wait_round(struct tr_ctx *c)
-{
-  struct timespec ts;
-  plg_timespec_in(&ts, CLOCK_REALTIME, c->cfg.refresh_ms);
-  pthread_mutex_lock(&c->lock);
-  while (!c->stopping)
-    if (pthread_cond_timedwait(&c->wake, &c->lock, &ts) == ETIMEDOUT)
-      break;
-  bool go_on = !c->stopping;
-  pthread_mutex_unlock(&c->lock);
-  return go_on;
 }
 
 static void *refresher(void *arg)
 {
-  struct tr_ctx *c = arg;
-  while (wait_round(c)) {
-    struct job *jobs = collect_jobs(c);
+  struct tr_refresh *r = arg;
+  while (tr_state_sleep(r->st, r->interval_ms)) {
+    struct tr_state_item *items = tr_state_snapshot(r->st);
     struct tr_netns_scan *scan = tr_netns_scan_new(); /* filled only if some endpoint needs it */
-    while (jobs != NULL) {
-      struct job *j = jobs;
-      jobs = j->next;
-      pthread_mutex_lock(&c->lock);
-      bool stopping = c->stopping;
-      pthread_mutex_unlock(&c->lock);
-      if (!stopping)
-        refresh_one(c, j, scan);
-      free_job(j);
-    }
+    for (struct tr_state_item *it = items; it != NULL && !tr_state_stopping(r->st); it = it->next)
+      refresh_one(r, it, scan);
+    for (struct tr_state_item *it = items; it != NULL; it = it->next)
+      memo_of(r, it)->seen = true; /* those not reached this round are still there */
+    forget(r, false);
     tr_netns_scan_free(scan);
+    tr_state_snapshot_free(items);
   }
   return NULL;
 }
 
-void tr_refresh_start(struct tr_ctx *c)
+struct tr_refresh *tr_refresh_start(struct tr_state *st, int64_t interval_ms)
 {
-  if (c->cfg.refresh_ms == 0) {
+  if (interval_ms == 0) {
     plg_info("route refresh is off (ROUTE_REFRESH_INTERVAL=0)");
-    return;
+    return NULL;
   }
-  c->refresher_started = pthread_create(&c->refresher, NULL, refresher, c) == 0;
-  if (!c->refresher_started)
+  struct tr_refresh *r = xcalloc(1, sizeof *r);
+  r->st = st;
+  r->interval_ms = interval_ms;
+  if (pthread_create(&r->thread, NULL, refresher, r) != 0) {
     plg_error("cannot start the route refresher; routes are set at Join only");
+    free(r);
+    return NULL;
+  }
+  return r;
 }
 
-void tr_refresh_stop(struct tr_ctx *c)
+void tr_refresh_stop(struct tr_refresh *r)
 {
-  pthread_mutex_lock(&c->lock);
-  c->stopping = true;
-  pthread_cond_broadcast(&c->wake);
-  pthread_mutex_unlock(&c->lock);
-  if (c->refresher_started)
-    pthread_join(c->refresher, NULL);
+  if (r == NULL)
+    return;
+  pthread_join(r->thread, NULL);
+  forget(r, true);
+  free(r);
 }

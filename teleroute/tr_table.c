@@ -13,7 +13,6 @@
 #include <time.h>
 
 #define STATE_VERSION 1
-#define STATE_MAX_BYTES (16 * 1024 * 1024)
 
 int tr_id_check(const char *field, const char *id, plg_error_t *err)
 {
@@ -209,7 +208,7 @@ static int network_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
              : 0;
 }
 
-static int optional_prefix(json_t *j, const char *key, bool host, struct tr_prefix *p, plg_error_t *err)
+static int optional_prefix(json_t *j, const char *key, struct tr_prefix *p, plg_error_t *err)
 {
   const char *text;
   memset(p, 0, sizeof *p);
@@ -217,10 +216,7 @@ static int optional_prefix(json_t *j, const char *key, bool host, struct tr_pref
     return -1;
   if (text == NULL)
     return 0;
-  if (tr_prefix_parse(text, p, err) < 0)
-    return -1;
-  (void)host;
-  return 0;
+  return tr_prefix_parse(text, p, err);
 }
 
 static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
@@ -239,16 +235,15 @@ static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
   snprintf(e->src_name, sizeof e->src_name, "%s", src);
   if (key != NULL)
     e->sandbox_key = xstrdup(key);
-  if (optional_prefix(j, "addr4", false, &e->addr4, err) < 0 ||
-      optional_prefix(j, "addr6", false, &e->addr6, err) < 0)
+  if (optional_prefix(j, "addr4", &e->addr4, err) < 0 || optional_prefix(j, "addr6", &e->addr6, err) < 0)
     return -1;
   size_t n = json_array_size(routes), i;
   struct tr_route *list = xcalloc(n ? n : 1, sizeof *list);
   json_t *r;
   json_array_foreach(routes, i, r)
   {
-    if (optional_prefix(r, "dst", false, &list[i].dst, err) < 0 ||
-        optional_prefix(r, "via", true, &list[i].via, err) < 0 || list[i].dst.family == 0) {
+    if (optional_prefix(r, "dst", &list[i].dst, err) < 0 ||
+        optional_prefix(r, "via", &list[i].via, err) < 0 || list[i].dst.family == 0) {
       free(list);
       return plg_error_make(err, 0, "a bad route of endpoint %s", id);
     }
@@ -284,24 +279,31 @@ fail:
   return plg_error_make(err, 0, "an invalid entry");
 }
 
-int tr_table_save(const struct tr_table *t, const char *path, plg_error_t *err)
+int tr_table_save(const struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err)
 {
   cleanup_json json_t *j = tr_table_to_json(t);
   cleanup_free char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
   cleanup_free char *dir = plg_fs_dirname(path);
   if (text == NULL)
     return plg_error_make(err, 0, "cannot encode the network table");
+  size_t len = strlen(text);
+  if (len > max_bytes)
+    return plg_error_make(
+        err, 0,
+        "the network table takes %zu bytes, more than the %zu a restart would load; %s keeps "
+        "its previous content",
+        len, max_bytes, path);
   if (plg_fs_mkdir_p(dir, 0700, err) < 0)
     return -1;
-  return plg_fs_write_atomic(path, text, strlen(text), 0600, err);
+  return plg_fs_write_atomic(path, text, len, 0600, err);
 }
 
-void tr_table_load(struct tr_table *t, const char *path)
+void tr_table_load(struct tr_table *t, const char *path, size_t max_bytes)
 {
   memset(t, 0, sizeof *t);
   cleanup_free char *text = NULL;
   plg_error_t err = NULL;
-  if (plg_fs_read_file(path, STATE_MAX_BYTES, &text, NULL, &err) == 0) {
+  if (plg_fs_read_file(path, max_bytes, &text, NULL, &err) == 0) {
     cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
     if (j != NULL && tr_table_from_json(j, t, &err) == 0) {
       plg_info("loaded the network table from %s", path);

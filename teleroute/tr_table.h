@@ -5,16 +5,21 @@
 
 #include "plg_error.h"
 #include "tr_addr.h"
-#include "tr_join.h"
-#include "tr_netns.h"
 #include "tr_options.h"
+#include "tr_routes.h"
 
 #include <jansson.h>
 #include <stdbool.h>
 
 #define TR_MAX_POOLS 4
 #define TR_ID_MAX 64
+/* The one size limit of the state file, for saving and for loading: a table the loader would
+ * refuse is never written. 16 MiB holds about 300,000 routes (endpoints times routes each). */
+#define TR_STATE_MAX_BYTES (16 * 1024 * 1024)
 
+struct tr_session;
+
+/* Every field of an endpoint and of a network is saved, but a network's session. */
 struct tr_endpoint {
   char id[TR_ID_MAX + 1];
   char network_id[TR_ID_MAX + 1];
@@ -25,9 +30,6 @@ struct tr_endpoint {
   char src_name[16];       /* the interface the daemon named */
   struct tr_route *routes; /* what the container was given (by Docker at Join, or by a refresh) */
   size_t n_routes;
-  bool netns_warned;
-  struct tr_netns_hint netns_hint; /* runtime only: where a scan found its namespace */
-  const char *netns_how;           /* runtime only: how route refresh reached it last (static text) */
   struct tr_endpoint *next;
 };
 
@@ -40,7 +42,7 @@ struct tr_network {
   size_t n_gateways;
   bool daemon_option_seen; /* some endpoint said daemon=true|false */
   unsigned endpoints_created;
-  void *session; /* runtime only: the daemon connection (tr_session) */
+  struct tr_session *session; /* not saved: the daemon connection, made on first use */
   struct tr_network *next;
 };
 
@@ -63,8 +65,10 @@ void tr_table_clear(struct tr_table *t);
 
 json_t *tr_table_to_json(const struct tr_table *t);
 int tr_table_from_json(json_t *j, struct tr_table *t, plg_error_t *err);
-int tr_table_save(const struct tr_table *t, const char *path, plg_error_t *err);
-/* Missing: empty. Damaged: moved aside to "<path>.corrupt-<time>", logged, empty. */
-void tr_table_load(struct tr_table *t, const char *path);
+/* Writes the table atomically, unless its text would exceed MAX_BYTES (TR_STATE_MAX_BYTES): then
+ * the file keeps its previous content and the error names both sizes. */
+int tr_table_save(const struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err);
+/* Missing: empty. Damaged or over MAX_BYTES: moved aside to "<path>.corrupt-<time>", logged, empty. */
+void tr_table_load(struct tr_table *t, const char *path, size_t max_bytes);
 
 #endif

@@ -52,7 +52,9 @@ daemon_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$d2net\").IP
 daemon_peer_start "$tpd" "$d2/peer"
 
 net=$(e2e_name d2-tr)
-docker network create -d "$tr:latest" --internal --subnet "10.$((200 + RANDOM % 50)).$((RANDOM % 256)).0/24" \
+# 10.200-239: clear of the daemon peer's cluster subnets (10.96.0.0/16, 10.244.0.0/16), which its
+# namespace routes: a network inside one of them cannot give the daemon its address
+docker network create -d "$tr:latest" --internal --subnet "10.$((200 + RANDOM % 40)).$((RANDOM % 256)).0/24" \
   -o host="$daemon_ip" "$net" >/dev/null || fail "teleroute network create failed on the second engine"
 on_exit remove_network "$net"
 docker network connect --driver-opt daemon=true "$net" "$tpd" || fail "the daemon could not join"

@@ -31,7 +31,7 @@ daemon_peer_start "$tpd" "$work/peer"
 # the daemon label, options host and port.
 net=$(e2e_name tr-net)
 for _ in 1 2 3 4 5 6 7 8; do
-  prefix=10.$((200 + RANDOM % 50)).$((RANDOM % 256))
+  prefix=10.$((200 + RANDOM % 40)).$((RANDOM % 256)) # 10.200-239: clear of the peer's 10.244.0.0/16
   docker network create -d "$driver" --internal --subnet "$prefix.0/24" \
     --label "telepresence.io/teleroute/daemon=$tpd" -o host="$daemon_ip" -o port=4039 "$net" \
     >/dev/null 2>"$work/create.err" && break

@@ -319,7 +319,7 @@ static void a_route_overlapping_a_pool_of_the_network_is_dropped_and_named(void 
   cleanup_json json_t *got = reply_with_pools(&b, pools, 2, &dropped);
   cleanup_free char *d = dropped;
   assert_non_null(d);
-  assert_string_equal(d, "172.18.5.0/24, 172.0.0.0/8, fd00:1::/80");
+  assert_string_equal(d, "3 route(s): 172.18.5.0/24, 172.0.0.0/8, fd00:1::/80");
   cleanup_json json_t *want =
       json_loads("{\"InterfaceName\":{\"SrcName\":\"vethd1\",\"DstPrefix\":\"tpd\"},\"StaticRoutes\":["
                  "{\"Destination\":\"10.96.0.0/12\",\"RouteType\":0,\"NextHop\":\"172.30.0.2\"},"

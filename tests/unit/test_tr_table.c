@@ -205,7 +205,7 @@ static void the_table_survives_a_save_and_load(void **state)
   struct tr_table t;
   fill(&t);
   plg_error_t err = NULL;
-  if (tr_table_save(&t, path, &err) < 0)
+  if (tr_table_save(&t, path, TR_STATE_MAX_BYTES, &err) < 0)
     fail_msg("save failed: %s", err->msg);
   tr_table_clear(&t);
   struct stat st;
@@ -213,18 +213,63 @@ static void the_table_survives_a_save_and_load(void **state)
   assert_int_equal(st.st_mode & 0777, 0600);
 
   struct tr_table u;
-  tr_table_load(&u, path);
+  tr_table_load(&u, path, TR_STATE_MAX_BYTES);
   expect_filled(&u);
   /* saving again over the file works too */
-  assert_int_equal(tr_table_save(&u, path, &err), 0);
+  assert_int_equal(tr_table_save(&u, path, TR_STATE_MAX_BYTES, &err), 0);
   tr_table_clear(&u);
-  tr_table_load(&u, path);
+  tr_table_load(&u, path, TR_STATE_MAX_BYTES);
   expect_filled(&u);
   tr_table_clear(&u);
 
   assert_int_equal(unlink(path), 0);
   assert_int_equal(rmdir(sub), 0);
   assert_int_equal(rmdir(dir), 0);
+}
+
+/* Issue 13: 500,000 routes made a 34 MB state file that the loader (16 MB at most) refused at the
+ * next start, so every network was lost. Saving and loading share one limit: a table the loader
+ * would refuse is not written, the file keeps what it had, and the error says why. */
+static void a_table_the_loader_would_refuse_is_never_written(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/state.json", dir);
+  struct tr_table t;
+  fill(&t);
+  plg_error_t err = NULL;
+  assert_int_equal(tr_table_save(&t, path, TR_STATE_MAX_BYTES, &err), 0);
+  cleanup_free char *before = NULL;
+  size_t size;
+  assert_int_equal(plg_fs_read_file(path, TR_STATE_MAX_BYTES, &before, &size, &err), 0);
+  /* at exactly its size the same table saves and loads again */
+  assert_int_equal(tr_table_save(&t, path, size, &err), 0);
+  struct tr_table u;
+  tr_table_load(&u, path, size);
+  expect_filled(&u);
+  tr_table_clear(&u);
+  /* one more route than fits: refused, and the file is as it was */
+  struct tr_endpoint *e = tr_table_endpoint(&t, EP1);
+  struct tr_route more[4];
+  memcpy(more, e->routes, 3 * sizeof *more);
+  more[3] = (struct tr_route){.dst = pfx("10.250.0.0/16")};
+  tr_endpoint_set_routes(e, more, 4);
+  assert_int_equal(tr_table_save(&t, path, size, &err), -1);
+  char want[160];
+  snprintf(want, sizeof want, "bytes, more than the %zu a restart would load; %s keeps its previous content",
+           size, path);
+  if (strstr(err->msg, "the network table takes ") == NULL || strstr(err->msg, want) == NULL)
+    fail_msg("the error does not say why: %s", err->msg);
+  plg_error_release(&err);
+  tr_table_clear(&t);
+  cleanup_free char *after = NULL;
+  assert_int_equal(plg_fs_read_file(path, TR_STATE_MAX_BYTES, &after, NULL, &err), 0);
+  assert_string_equal(after, before);
+  tr_table_load(&u, path, size);
+  expect_filled(&u);
+  tr_table_clear(&u);
+  unlink(path);
+  rmdir(dir);
 }
 
 static void an_empty_table_survives_a_save_and_load(void **state)
@@ -235,8 +280,8 @@ static void an_empty_table_survives_a_save_and_load(void **state)
   struct tr_table t;
   memset(&t, 0, sizeof t);
   plg_error_t err = NULL;
-  assert_int_equal(tr_table_save(&t, path, &err), 0);
-  tr_table_load(&t, path);
+  assert_int_equal(tr_table_save(&t, path, TR_STATE_MAX_BYTES, &err), 0);
+  tr_table_load(&t, path, TR_STATE_MAX_BYTES);
   assert_null(t.networks);
   assert_null(t.endpoints);
   assert_int_equal(access(path, F_OK), 0);
@@ -251,7 +296,7 @@ static void a_missing_file_gives_an_empty_table(void **state)
   cleanup_free char *path = xasprintf("%s/networks.json", dir);
   struct tr_table t;
   memset(&t, 0x5a, sizeof t);
-  tr_table_load(&t, path);
+  tr_table_load(&t, path, TR_STATE_MAX_BYTES);
   assert_null(t.networks);
   assert_null(t.endpoints);
   /* nothing is created or moved */
@@ -264,7 +309,7 @@ static void a_missing_file_gives_an_empty_table(void **state)
   closedir(d);
   assert_int_equal(entries, 0);
   rmdir(dir);
-  tr_table_load(&t, "/nonexistent/teleroute/networks.json");
+  tr_table_load(&t, "/nonexistent/teleroute/networks.json", TR_STATE_MAX_BYTES);
   assert_null(t.networks);
   assert_null(t.endpoints);
 }
@@ -279,7 +324,7 @@ static void expect_moved_aside(const char *text)
   assert_int_equal(plg_fs_write_atomic(path, text, strlen(text), 0600, &err), 0);
   time_t before = time(NULL);
   struct tr_table t;
-  tr_table_load(&t, path);
+  tr_table_load(&t, path, TR_STATE_MAX_BYTES);
   time_t after = time(NULL);
   assert_null(t.networks);
   assert_null(t.endpoints);
@@ -444,6 +489,7 @@ int main(void)
       cmocka_unit_test(the_table_survives_to_json_and_from_json),
       cmocka_unit_test(the_table_survives_a_save_and_load),
       cmocka_unit_test(an_empty_table_survives_a_save_and_load),
+      cmocka_unit_test(a_table_the_loader_would_refuse_is_never_written),
       cmocka_unit_test(a_missing_file_gives_an_empty_table),
       cmocka_unit_test(the_damage_fixtures_differ_from_a_good_file_in_one_thing),
       cmocka_unit_test(a_truncated_file_is_moved_aside),
