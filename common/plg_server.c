@@ -36,8 +36,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Once the stop has answered every request, how long their replies get to leave. */
-#define REPLY_FLUSH_MS 200
 /* Descriptors kept for everything but client connections: children's pipes, sockets, files. */
 #define FD_RESERVE 256
 
@@ -68,6 +66,7 @@ struct plg_server {
   struct MHD_Daemon *mhd;
   struct plg_service svc;
   unsigned max_handlers;
+  unsigned reply_flush_ms;
   pthread_mutex_t lock;
   pthread_cond_t changed; /* a job was answered, a handler or a request ended */
   struct job *jobs;       /* requests whose handler runs and whose answer is still wanted */
@@ -381,6 +380,7 @@ int plg_server_start(const struct plg_service *svc, int listen_fd, const struct 
   struct plg_server *srv = xcalloc(1, sizeof *srv);
   srv->svc = *svc;
   srv->max_handlers = lim.max_handlers > 0 ? lim.max_handlers : 1;
+  srv->reply_flush_ms = lim.reply_flush_ms;
   pthread_mutex_init(&srv->lock, NULL);
   plg_cond_init_monotonic(&srv->changed);
   unsigned int flags =
@@ -431,7 +431,7 @@ int plg_server_stop(struct plg_server *srv, int grace_ms)
     struct plg_response reply = {503, error_body("the plugin stopped before this request finished")};
     answer_locked(srv, srv->jobs, &reply);
   }
-  plg_timespec_in(&deadline, CLOCK_MONOTONIC, REPLY_FLUSH_MS);
+  plg_timespec_in(&deadline, CLOCK_MONOTONIC, srv->reply_flush_ms);
   while (srv->in_flight > 0)
     if (pthread_cond_timedwait(&srv->changed, &srv->lock, &deadline) == ETIMEDOUT)
       break;

@@ -49,6 +49,7 @@ struct plg_server_limits {
   unsigned idle_timeout_s;  /* a connection without traffic for this long is closed */
   unsigned max_connections; /* open connections, idle ones included (lowered to fit RLIMIT_NOFILE) */
   unsigned max_handlers;    /* requests being handled at once; more are answered 503 */
+  unsigned reply_flush_ms;  /* at the stop, how long answered requests get for their replies to leave */
 };
 
 /* Docker keeps its connections to a plugin open and never expires them itself (moby
@@ -56,8 +57,9 @@ struct plg_server_limits {
 #define PLG_IDLE_TIMEOUT_S 60
 #define PLG_MAX_CONNECTIONS 4096
 #define PLG_MAX_HANDLERS 256
+#define PLG_REPLY_FLUSH_MS 200
 #define PLG_SERVER_LIMITS_DEFAULT                                                                            \
-  ((struct plg_server_limits){PLG_IDLE_TIMEOUT_S, PLG_MAX_CONNECTIONS, PLG_MAX_HANDLERS})
+  ((struct plg_server_limits){PLG_IDLE_TIMEOUT_S, PLG_MAX_CONNECTIONS, PLG_MAX_HANDLERS, PLG_REPLY_FLUSH_MS})
 
 /* Serves SVC on LISTEN_FD (which the server then owns) with LIMITS (NULL = the defaults). One
  * polling thread owns every connection, so an idle one costs no thread; each complete request
@@ -69,7 +71,7 @@ int plg_server_start(const struct plg_service *svc, int listen_fd, const struct 
 /* Stops: refuses new requests with 503, calls the service's stopping hook, closes the listening
  * socket, gives in-flight handlers up to GRACE_MS to return, answers those still running with
  * 503 for them, lets the replies leave (briefly), then closes every connection. Never waits
- * longer than about GRACE_MS + 200 ms. Returns how many handlers were still running: they
+ * longer than GRACE_MS + reply_flush_ms. Returns how many handlers were still running: they
  * finish on their own threads and their replies are dropped (see plg_server_wait_handlers). */
 int plg_server_stop(struct plg_server *srv, int grace_ms);
 
