@@ -10,10 +10,10 @@
 
 #include "plg_log.h"
 #include "plg_util.h"
+#include "test_http.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -48,38 +48,6 @@ static void restore_output(struct redirect *r)
   close(r->saved_out);
   close(r->saved_err);
   close(r->pipe[1]);
-}
-
-/* What the test has read from the pipe so far. */
-struct transcript {
-  char *text;
-  size_t used, cap;
-};
-
-/* Reads from FD until NEEDLE appears after offset FROM of the transcript, or nothing comes for
- * HANG_S; returns whether it appeared. */
-static bool read_until(int fd, struct transcript *t, size_t from, const char *needle)
-{
-  if (t->text == NULL) {
-    t->cap = 1 << 16;
-    t->text = xmalloc(t->cap + 1);
-    t->text[0] = '\0';
-  }
-  while (strstr(t->text + from, needle) == NULL) {
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    if (poll(&p, 1, HANG_S * 1000) <= 0)
-      return false;
-    if (t->used == t->cap) {
-      t->cap *= 2;
-      t->text = xrealloc(t->text, t->cap + 1);
-    }
-    ssize_t n = read(fd, t->text + t->used, t->cap - t->used);
-    if (n <= 0)
-      return false;
-    t->used += (size_t)n;
-    t->text[t->used] = '\0';
-  }
-  return true;
 }
 
 /* The sum of N over the "N log line(s) dropped" reports in TEXT. */
@@ -139,7 +107,7 @@ static void logging_never_blocks_on_an_output_nobody_reads(void **state)
   /* Now read, until a line logged after everything else comes out. Whether a line was dropped
    * is known as it is logged: while the queue is still full, read on until the writer reports
    * the drops (it has moved), and try again. */
-  struct transcript out = {0};
+  struct test_transcript out = {0};
   size_t from = 0;
   bool ended = false;
   for (int i = 0; i < 100 && !ended; i++) {
@@ -147,8 +115,8 @@ static void logging_never_blocks_on_an_output_nobody_reads(void **state)
     cleanup_free char *marker = xasprintf("the end of the test, take %d", i);
     plg_info("%s", marker);
     if (plg_log_dropped() == before)
-      ended = read_until(r.pipe[0], &out, 0, marker);
-    else if (!read_until(r.pipe[0], &out, from, " log line(s) dropped"))
+      ended = test_read_until(r.pipe[0], &out, 0, marker, HANG_S * 1000);
+    else if (!test_read_until(r.pipe[0], &out, from, " log line(s) dropped", HANG_S * 1000))
       break;
     from = out.used;
   }
@@ -161,7 +129,7 @@ static void logging_never_blocks_on_an_output_nobody_reads(void **state)
   assert_non_null(strstr(out.text, "line 0 of a flood"));
   /* every drop is reported, in one report or in several if the output moved between drops */
   assert_int_equal(reported_drops(out.text), dropped);
-  free(out.text);
+  test_transcript_free(&out);
 }
 
 static void a_message_longer_than_the_limit_is_cut_and_says_so(void **state)
@@ -175,8 +143,8 @@ static void a_message_longer_than_the_limit_is_cut_and_says_so(void **state)
   redirect_output(&r);
   plg_info("big: %s", big);
   plg_info("after the big one");
-  struct transcript out = {0};
-  bool seen = read_until(r.pipe[0], &out, 0, "after the big one");
+  struct test_transcript out = {0};
+  bool seen = test_read_until(r.pipe[0], &out, 0, "after the big one", HANG_S * 1000);
   restore_output(&r);
   close(r.pipe[0]);
   assert_true(seen);
@@ -186,7 +154,7 @@ static void a_message_longer_than_the_limit_is_cut_and_says_so(void **state)
   assert_non_null(end);
   assert_true((size_t)(end - line) <= 8192 + 16);
   assert_memory_equal(end - 9, "... (cut)", 9);
-  free(out.text);
+  test_transcript_free(&out);
 }
 
 static void logging_keeps_errno(void **state)
@@ -197,11 +165,11 @@ static void logging_keeps_errno(void **state)
   errno = EADDRINUSE;
   plg_warn("a line");
   int kept = errno;
-  struct transcript out = {0};
-  read_until(r.pipe[0], &out, 0, "a line");
+  struct test_transcript out = {0};
+  test_read_until(r.pipe[0], &out, 0, "a line", HANG_S * 1000);
   restore_output(&r);
   close(r.pipe[0]);
-  free(out.text);
+  test_transcript_free(&out);
   assert_int_equal(kept, EADDRINUSE);
 }
 
