@@ -45,7 +45,8 @@ static struct line *queue_head, *queue_tail;
 static size_t queue_bytes; /* queued, plus the batch being written */
 static bool writer_busy;
 static bool writer_started;
-static bool writer_quit; /* at exit: the writer ends once the queue is empty */
+static bool writer_quit;   /* at exit: the writer ends once the queue is empty */
+static bool writer_exited; /* ... and says so before it returns */
 static pthread_t writer;
 static unsigned long dropped_unreported;
 static atomic_ulong dropped_total;
@@ -171,6 +172,8 @@ static void *writer_main(void *arg)
     writer_busy = false;
     pthread_cond_broadcast(&log_written);
   }
+  writer_exited = true;
+  pthread_cond_broadcast(&log_written);
   pthread_mutex_unlock(&log_lock);
   return NULL;
 }
@@ -192,17 +195,20 @@ static void flush(int ms)
 static void stop_writer_at_exit(void)
 {
   flush(LOG_FLUSH_MS);
+  struct timespec deadline;
+  plg_timespec_in(&deadline, CLOCK_MONOTONIC, LOG_FLUSH_MS);
   pthread_mutex_lock(&log_lock);
   writer_quit = true;
   pthread_cond_signal(&log_queued);
-  pthread_mutex_unlock(&log_lock);
-  struct timespec deadline;
-  plg_timespec_in(&deadline, CLOCK_MONOTONIC, LOG_FLUSH_MS);
-  if (pthread_clockjoin_np(writer, NULL, CLOCK_MONOTONIC, &deadline) == 0) {
-    pthread_mutex_lock(&log_lock);
+  while (!writer_exited)
+    if (pthread_cond_timedwait(&log_written, &log_lock, &deadline) == ETIMEDOUT)
+      break;
+  bool exited = writer_exited;
+  if (exited)
     writer_started = false;
-    pthread_mutex_unlock(&log_lock);
-  }
+  pthread_mutex_unlock(&log_lock);
+  if (exited)
+    pthread_join(writer, NULL); /* it has nothing left to do but return */
 }
 
 /* Called with log_lock held. The writer takes no signal: they belong to plg_main's sigwait. */

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -414,9 +415,12 @@ int plg_server_stop(struct plg_server *srv, int grace_ms)
   pthread_mutex_unlock(&srv->lock);
   if (srv->svc.stopping != NULL)
     srv->svc.stopping(srv->svc.ctx);
-  MHD_socket fd = MHD_quiesce_daemon(srv->mhd);
-  if (fd != MHD_INVALID_SOCKET)
-    close(fd);
+  /* The polling thread may still touch the listening socket as it notices the quiesce, so it is
+   * only shut down now (connects are refused from here on) and closed once MHD has stopped: a
+   * descriptor number closed under it could be reused by a new socket. */
+  MHD_socket listen_fd = MHD_quiesce_daemon(srv->mhd);
+  if (listen_fd != MHD_INVALID_SOCKET)
+    shutdown(listen_fd, SHUT_RDWR);
 
   struct timespec deadline;
   plg_timespec_in(&deadline, CLOCK_MONOTONIC, grace_ms);
@@ -439,6 +443,8 @@ int plg_server_stop(struct plg_server *srv, int grace_ms)
 
   MHD_stop_daemon(srv->mhd);
   srv->mhd = NULL;
+  if (listen_fd != MHD_INVALID_SOCKET)
+    close(listen_fd);
   pthread_mutex_lock(&srv->lock);
   srv->stopped = true;
   int left = srv->handlers;
