@@ -15,8 +15,9 @@ static int read_fields(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
   const char *name, *id;
   json_t *opts, *ipv4;
   bool flag;
-  if (plg_json_string(req, "Name", false, &name, err) < 0 || plg_json_string(req, "ID", false, &id, err) < 0 ||
-      plg_json_string_map(req, "Opts", &opts, err) < 0 || plg_json_array(req, "IPv4Data", false, &ipv4, err) < 0 ||
+  if (plg_json_string(req, "Name", false, &name, err) < 0 ||
+      plg_json_string(req, "ID", false, &id, err) < 0 || plg_json_string_map(req, "Opts", &opts, err) < 0 ||
+      plg_json_array(req, "IPv4Data", false, &ipv4, err) < 0 ||
       plg_json_bool(req, "Flag", false, &flag, err) < 0)
     return -1;
   *reply = plg_json_pack("{s:s?,s:b}", "Name", name, "Flag", flag);
@@ -28,8 +29,8 @@ static const struct plg_route routes[] = {
     {"NetworkDriver.GetCapabilities", read_fields, true},
 };
 static const struct plg_service svc = {"VolumeDriver", routes, 2, NULL, NULL};
-static const char *const paths[] = {"/VolumeDriver.Create", "/NetworkDriver.GetCapabilities", "/Plugin.Activate",
-                                    "/Nope"};
+static const char *const paths[] = {"/VolumeDriver.Create", "/NetworkDriver.GetCapabilities",
+                                    "/Plugin.Activate", "/Nope"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
