@@ -15,7 +15,7 @@
  * the order is srv->lock -> MHD's cleanup mutex. Under srv->lock a connection is resumed exactly
  * once, by whoever answers its request first (its handler, or the stop), and always before
  * MHD_stop_daemon, which must find no suspended connection. handlers_lock (one for the process)
- * only counts handler threads; it is never held with srv->lock.
+ * only counts handler threads; it may be taken under srv->lock, never the other way round.
  *
  * A handler that outlives the stop keeps running on its thread; its reply is dropped, and the
  * server's memory lives until the last such handler has returned. */
@@ -103,6 +103,16 @@ static void log_mhd_error(void *cls, const char *fmt, va_list ap)
     plg_warn("http: %s", msg);
   else
     plg_debug("http: %s", msg);
+}
+
+/* The path for a log line: MHD has decoded its %xx escapes, so it may hold any byte; at most 64
+ * printable characters. */
+static void printable_path(const char *url, char out[static 65])
+{
+  size_t i;
+  for (i = 0; i < 64 && url[i] != '\0'; i++)
+    out[i] = (unsigned char)url[i] < 0x20 || (unsigned char)url[i] >= 0x7f ? '?' : url[i];
+  out[i] = '\0';
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, int status, char *body)
@@ -230,8 +240,11 @@ static void *run_job(void *arg)
   pthread_cond_broadcast(&srv->changed);
   pthread_mutex_unlock(&srv->lock);
 
-  if (dropped)
-    plg_info("%.64s returned after the plugin stopped; its reply (%d) was dropped", job->url, reply.status);
+  if (dropped) {
+    char path[65];
+    printable_path(job->url, path);
+    plg_info("%s returned after the plugin stopped; its reply (%d) was dropped", path, reply.status);
+  }
   free(reply.body);
   job_free(job);
   if (last)
@@ -263,7 +276,9 @@ static enum MHD_Result start_job(struct plg_server *srv, struct MHD_Connection *
     pthread_mutex_unlock(&srv->lock);
     if (stopping)
       return send_error(conn, 503, STOPPING_MSG);
-    plg_warn("refusing %.64s: %d requests are already being handled", url, busy);
+    char path[65];
+    printable_path(url, path);
+    plg_warn("refusing %s: %d requests are already being handled", path, busy);
     char *body = xasprintf("{\"Err\":\"the plugin is busy: %d requests are already being handled\"}", busy);
     return send_response(conn, 503, body);
   }
@@ -286,7 +301,9 @@ static enum MHD_Result start_job(struct plg_server *srv, struct MHD_Connection *
     pthread_mutex_unlock(&srv->lock);
     handler_exited();
     job_free(job);
-    plg_error("cannot start a thread for %.64s: %s", url, strerror(rc));
+    char path[65];
+    printable_path(url, path);
+    plg_error("cannot start a thread for %s: %s", path, strerror(rc));
     return send_error(conn, 500, "cannot start a thread for the request");
   }
   /* The handler cannot answer before the lock is released, so it never resumes a connection

@@ -526,6 +526,42 @@ static void a_blocked_handler_does_not_stall_other_requests(void **state)
   }
 }
 
+static int setup_two_handlers(void **state)
+{
+  struct plg_server_limits limits = PLG_SERVER_LIMITS_DEFAULT;
+  limits.reply_flush_ms = HANG_MS;
+  limits.max_handlers = 2;
+  return start_fixture(state, &limits);
+}
+
+static void a_request_beyond_the_handler_limit_is_refused_with_503_and_later_ones_served(void **state)
+{
+  struct fixture *f = *state;
+  struct slow_call calls[2];
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) {
+    calls[i] = (struct slow_call){f->socket_path, "/Test.Block", 0, NULL};
+    pthread_create(&t[i], NULL, slow_client, &calls[i]);
+  }
+  assert_true(gate_wait_entered(2));
+  struct test_reply r;
+  assert_int_equal(test_http_post(f->socket_path, "/Test.Echo", "{}", &r), 0);
+  assert_int_equal(r.status, 503);
+  assert_non_null(strstr(r.body, "the plugin is busy: 2 requests are already being handled"));
+  test_reply_free(&r);
+  gate_release();
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(calls[i].status, 200);
+    free(calls[i].body);
+  }
+  /* the handler threads end after their replies left: wait for them, not for the replies */
+  assert_int_equal(plg_server_wait_handlers(HANG_MS), 0);
+  assert_int_equal(test_http_post(f->socket_path, "/Test.Echo", "{}", &r), 0);
+  assert_int_equal(r.status, 200);
+  test_reply_free(&r);
+}
+
 static void stopping_runs_the_hook_first_and_a_woken_handler_answers_with_its_error(void **state)
 {
   struct fixture *f = *state;
@@ -654,6 +690,9 @@ int main(void)
       cmocka_unit_test_setup_teardown(a_handler_that_outlasts_the_idle_timeout_still_gets_its_reply_out,
                                       setup_short_idle, teardown),
       cmocka_unit_test_setup_teardown(a_blocked_handler_does_not_stall_other_requests, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          a_request_beyond_the_handler_limit_is_refused_with_503_and_later_ones_served, setup_two_handlers,
+          teardown),
       cmocka_unit_test_setup_teardown(stopping_runs_the_hook_first_and_a_woken_handler_answers_with_its_error,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(a_handler_that_ignores_the_hook_is_answered_by_the_stop_after_the_grace,
