@@ -1,12 +1,14 @@
-/* Lines are formatted by the thread that logs and queued; one writer thread of this module writes
- * them out. dockerd reads a plugin's stdout and stderr through pipes, and a pipe nobody drains
- * blocks its writer: only the writer thread ever waits for it. The queue holds at most
- * LOG_QUEUE_BYTES; a line that does not fit is dropped and counted, and the writer reports the
- * count once the output moves again.
+/* Lines for stdout and stderr are formatted by the thread that logs and queued; one writer thread
+ * of this module writes them out. dockerd reads a plugin's stdout and stderr through pipes, and a
+ * pipe nobody drains blocks its writer: only the writer thread ever waits for it. The queue holds
+ * at most LOG_QUEUE_BYTES; a line that does not fit is dropped and counted, and the writer
+ * reports the count once the output moves again. The log file (LOG_FILE), a regular file that no
+ * reader can stall, is written at once by the thread that logs, so it holds every line by the
+ * time the call it describes has been answered.
  *
  * Locking: log_lock guards the queue, the counters and the flags, and is never held across a
- * write. file_lock guards the log file's descriptor and is held by the writer while it writes to
- * the file, so the file is never closed under a write; log_lock is never taken under it. */
+ * write. file_lock guards the log file's descriptor and is held across each write to the file, so
+ * the file is never closed under a write; neither lock is taken under the other. */
 #include "plg_log.h"
 
 #include "plg_fs.h"
@@ -126,13 +128,12 @@ static struct line *make_line(int fd, const char *level, const char *msg)
   return l;
 }
 
-static void write_line(const struct line *l)
+static void write_file(const struct line *l)
 {
   pthread_mutex_lock(&file_lock);
   if (log_file_fd >= 0)
     write_all(log_file_fd, l->text, l->len);
   pthread_mutex_unlock(&file_lock);
-  write_all(l->fd, l->text, l->len);
 }
 
 static void *writer_main(void *arg)
@@ -155,14 +156,15 @@ static void *writer_main(void *arg)
       cleanup_free char *msg =
           xasprintf("%lu log line(s) dropped: the log output was not being read", dropped);
       struct line *note = make_line(STDERR_FILENO, "warn", msg);
-      write_line(note);
+      write_file(note);
+      write_all(note->fd, note->text, note->len);
       free(note);
     }
     size_t written = 0;
     while (batch != NULL) {
       struct line *l = batch;
       batch = l->next;
-      write_line(l);
+      write_all(l->fd, l->text, l->len);
       written += l->len;
       free(l);
     }
@@ -265,13 +267,14 @@ void plg_log(enum plg_log_level level, const char *fmt, ...)
   cleanup_free char *msg = xvasprintf(fmt, ap);
   va_end(ap);
   struct line *l = make_line(level <= PLG_LOG_WARN ? STDERR_FILENO : STDOUT_FILENO, level_names[level], msg);
+  write_file(l);
 
   pthread_mutex_lock(&log_lock);
   if (!writer_started && !writer_quit)
     start_writer();
   if (!writer_started) { /* at exit, or no thread to be had: write it here, as a last resort */
     pthread_mutex_unlock(&log_lock);
-    write_line(l);
+    write_all(l->fd, l->text, l->len);
     free(l);
     errno = saved_errno;
     return;

@@ -1,9 +1,10 @@
 /* Levelled logging. Info and debug lines go to stdout and warnings and errors to stderr, because
  * dockerd records a plugin's stdout at level info and its stderr at level error; every line is
- * mirrored to a file when one is configured. Logging never changes errno, and never blocks: a
- * thread of this module writes the lines, and when the output is not being read (dockerd stalls
- * on a pipe) lines beyond a bounded queue are dropped, counted, and the count is logged once the
- * output moves again. A message is cut at 8 KiB. */
+ * mirrored to a file when one is configured (at once: the file has each line before the call it
+ * describes is answered). Logging never changes errno, and never waits for a reader: a thread of
+ * this module writes stdout and stderr, and when they are not being read (dockerd stalls on a
+ * pipe) lines beyond a bounded queue are dropped from them, counted, and the count is logged once
+ * the output moves again. A message is cut at 8 KiB. */
 #ifndef PLG_LOG_H
 #define PLG_LOG_H
 

@@ -8,6 +8,7 @@
 
 #include <cmocka.h>
 
+#include "plg_fs.h"
 #include "plg_log.h"
 #include "plg_util.h"
 #include "test_http.h"
@@ -64,6 +65,25 @@ static unsigned long reported_drops(const char *text)
   return sum;
 }
 
+/* Reads the pipe until a line logged after everything else comes out. Whether a line was dropped
+ * is known as it is logged: while the queue is still full, read on until the writer reports the
+ * drops (it has moved), and try again. */
+static bool drain(struct redirect *r, struct test_transcript *out)
+{
+  size_t from = 0;
+  for (int i = 0; i < 100; i++) {
+    unsigned long before = plg_log_dropped();
+    cleanup_free char *marker = xasprintf("the end of the test, take %d", i);
+    plg_info("%s", marker);
+    if (plg_log_dropped() == before)
+      return test_read_until(r->pipe[0], out, 0, marker, HANG_S * 1000);
+    if (!test_read_until(r->pipe[0], out, from, " log line(s) dropped", HANG_S * 1000))
+      return false;
+    from = out->used;
+  }
+  return false;
+}
+
 static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
 static bool done;
@@ -104,22 +124,8 @@ static void logging_never_blocks_on_an_output_nobody_reads(void **state)
   }
   pthread_join(t, NULL);
 
-  /* Now read, until a line logged after everything else comes out. Whether a line was dropped
-   * is known as it is logged: while the queue is still full, read on until the writer reports
-   * the drops (it has moved), and try again. */
   struct test_transcript out = {0};
-  size_t from = 0;
-  bool ended = false;
-  for (int i = 0; i < 100 && !ended; i++) {
-    unsigned long before = plg_log_dropped();
-    cleanup_free char *marker = xasprintf("the end of the test, take %d", i);
-    plg_info("%s", marker);
-    if (plg_log_dropped() == before)
-      ended = test_read_until(r.pipe[0], &out, 0, marker, HANG_S * 1000);
-    else if (!test_read_until(r.pipe[0], &out, from, " log line(s) dropped", HANG_S * 1000))
-      break;
-    from = out.used;
-  }
+  bool ended = drain(&r, &out);
   unsigned long dropped = plg_log_dropped() - dropped_before;
   restore_output(&r);
   close(r.pipe[0]);
@@ -130,6 +136,36 @@ static void logging_never_blocks_on_an_output_nobody_reads(void **state)
   /* every drop is reported, in one report or in several if the output moved between drops */
   assert_int_equal(reported_drops(out.text), dropped);
   test_transcript_free(&out);
+}
+
+static void the_log_file_has_each_line_when_plg_log_returns_even_while_the_output_is_stalled(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/sub/plugin.log", dir);
+  struct redirect r;
+  redirect_output(&r);
+  unsigned long dropped = plg_log_dropped();
+  for (int i = 0; i < 10 * N_LINES && plg_log_dropped() == dropped; i++)
+    plg_info("filling the output %d", i);
+  bool stalled = plg_log_dropped() > dropped;
+  plg_error_t err = NULL;
+  int opened = plg_log_open_file(path, &err);
+  plg_warn("a line for the file");
+  cleanup_free char *text = NULL;
+  int read = opened == 0 ? plg_fs_read_file(path, 1 << 20, &text, NULL, &err) : -1;
+  struct test_transcript out = {0};
+  bool reported = drain(&r, &out) && strstr(out.text, " log line(s) dropped") != NULL;
+  restore_output(&r);
+  close(r.pipe[0]);
+  plg_log_close();
+  test_transcript_free(&out);
+  assert_true(stalled);
+  assert_int_equal(opened, 0);
+  assert_int_equal(read, 0);
+  assert_non_null(strstr(text, "test warn: a line for the file\n"));
+  assert_true(reported);
+  test_rmtree(dir);
 }
 
 static void a_message_longer_than_the_limit_is_cut_and_says_so(void **state)
@@ -178,6 +214,7 @@ int main(void)
   plg_log_init("test");
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(logging_never_blocks_on_an_output_nobody_reads),
+      cmocka_unit_test(the_log_file_has_each_line_when_plg_log_returns_even_while_the_output_is_stalled),
       cmocka_unit_test(a_message_longer_than_the_limit_is_cut_and_says_so),
       cmocka_unit_test(logging_keeps_errno),
   };
