@@ -4,9 +4,12 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -64,12 +67,40 @@ static int fsync_dir(const char *path, plg_error_t *err)
   return 0;
 }
 
+/* Creates a temporary sibling of PATH under a name nobody can predict, exclusively and without
+ * following a link planted there: in a directory someone else can write to, a predictable name
+ * would let them point it at a file of ours. */
+static int create_temporary(const char *path, mode_t mode, char **tmp, plg_error_t *err)
+{
+  static atomic_uint counter;
+  for (int attempt = 0; attempt < 8; attempt++) {
+    uint64_t nonce;
+    if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
+      nonce = (uint64_t)plg_now_ms() * 2654435761u ^ (uint64_t)getpid() << 32;
+    char *name = xasprintf("%s.tmp-%ld-%u-%016llx", path, (long)getpid(), atomic_fetch_add(&counter, 1),
+                           (unsigned long long)nonce);
+    int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd >= 0) {
+      *tmp = name;
+      return fd;
+    }
+    int saved = errno;
+    if (saved != EEXIST) {
+      plg_error_make(err, saved, "cannot create \"%s\"", name);
+      free(name);
+      return -1;
+    }
+    free(name);
+  }
+  return plg_error_make(err, EEXIST, "cannot create a temporary file next to \"%s\"", path);
+}
+
 int plg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, plg_error_t *err)
 {
-  cleanup_free char *tmp = xasprintf("%s.tmp.%ld", path, (long)getpid());
-  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  cleanup_free char *tmp = NULL;
+  int fd = create_temporary(path, mode, &tmp, err);
   if (fd < 0)
-    return plg_error_make(err, errno, "cannot create \"%s\"", tmp);
+    return -1;
   if (write_all_fd(fd, data, len) < 0 || fsync(fd) < 0) {
     int saved = errno;
     close(fd);

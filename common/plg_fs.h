@@ -14,7 +14,8 @@ char *plg_fs_dirname(const char *path);
 int plg_fs_mkdir_p(const char *path, mode_t mode, plg_error_t *err);
 
 /* Replaces PATH with DATA so that a crash leaves either the old or the new content, never a
- * torn file: write a temporary sibling, fsync it, rename it over PATH, fsync the directory. */
+ * torn file: write a temporary sibling (a unique name, created with O_EXCL|O_NOFOLLOW), fsync
+ * it, rename it over PATH, fsync the directory. Concurrent writers never share a temporary. */
 int plg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, plg_error_t *err);
 
 /* Reads a whole file of at most MAX bytes into a NUL-terminated buffer the caller frees.

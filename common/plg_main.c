@@ -15,9 +15,6 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Docker gives a stopping plugin 10 s before SIGKILL; leave room for the shutdown hook. */
-#define SHUTDOWN_GRACE_MS 4000
-
 static void usage(FILE *out, const struct plg_plugin *p)
 {
   fprintf(out,
@@ -113,9 +110,9 @@ static int serve(const struct plg_plugin *p, const char *socket_path, const sigs
     return 1;
   }
   int fd = plg_socket_listen(socket_path, &err);
-  struct plg_service svc = {p->implements, p->routes, p->n_routes, ctx};
+  struct plg_service svc = {p->implements, p->routes, p->n_routes, ctx, p->stopping};
   struct plg_server *srv = NULL;
-  if (fd < 0 || plg_server_start(&svc, fd, &srv, &err) < 0) {
+  if (fd < 0 || plg_server_start(&svc, fd, NULL, &srv, &err) < 0) {
     plg_error("cannot serve: %s", err->msg);
     plg_error_release(&err);
     if (fd >= 0) {
@@ -128,8 +125,11 @@ static int serve(const struct plg_plugin *p, const char *socket_path, const sigs
   }
   plg_info("listening on %s", socket_path);
   wait_for_stop(set);
-  plg_server_stop(srv, SHUTDOWN_GRACE_MS);
+  /* stopping hook, then the HTTP server; the plugin's own cleanup comes last */
+  int left = plg_server_stop(srv, PLG_STOP_GRACE_MS);
   unlink(socket_path);
+  if (left > 0)
+    plg_warn("%d handler(s) still running after the stop; their replies are dropped", left);
   if (p->shutdown != NULL)
     p->shutdown(ctx);
   plg_info("stopped");

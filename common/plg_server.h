@@ -27,6 +27,10 @@ struct plg_service {
   const struct plg_route *routes;
   size_t n_routes;
   void *ctx;
+  /* Called once by plg_server_stop, after new requests started being refused and before the
+   * in-flight ones get their short grace: it must wake every wait of the plugin so that its
+   * handlers return (with an error) at once. May be NULL. */
+  void (*stopping)(void *ctx);
 };
 
 struct plg_response {
@@ -41,11 +45,38 @@ void plg_dispatch(const struct plg_service *svc, const char *method, const char 
 
 struct plg_server;
 
-/* Serves SVC on LISTEN_FD (which the server then owns), one thread per connection, because a
- * handler may wait seconds on a remote host and Docker calls concurrently. */
-int plg_server_start(const struct plg_service *svc, int listen_fd, struct plg_server **out, plg_error_t *err);
+struct plg_server_limits {
+  unsigned idle_timeout_s;  /* a connection without traffic for this long is closed */
+  unsigned max_connections; /* open connections, idle ones included (lowered to fit RLIMIT_NOFILE) */
+  unsigned max_handlers;    /* requests being handled at once; more are answered 503 */
+  unsigned reply_flush_ms;  /* at the stop, how long answered requests get for their replies to leave */
+};
 
-/* Stops accepting, lets in-flight requests finish for up to GRACE_MS, then closes everything. */
-void plg_server_stop(struct plg_server *srv, int grace_ms);
+/* Docker keeps its connections to a plugin open and never expires them itself (moby
+ * pkg/plugins/client.go: a zero http.Transport), so closing idle ones is the server's job. */
+#define PLG_IDLE_TIMEOUT_S 60
+#define PLG_MAX_CONNECTIONS 4096
+#define PLG_MAX_HANDLERS 256
+#define PLG_REPLY_FLUSH_MS 200
+#define PLG_SERVER_LIMITS_DEFAULT                                                                            \
+  ((struct plg_server_limits){PLG_IDLE_TIMEOUT_S, PLG_MAX_CONNECTIONS, PLG_MAX_HANDLERS, PLG_REPLY_FLUSH_MS})
+
+/* Serves SVC on LISTEN_FD (which the server then owns) with LIMITS (NULL = the defaults). One
+ * polling thread owns every connection, so an idle one costs no thread; each complete request
+ * runs on a thread of its own, because a handler may wait seconds on a remote host and Docker
+ * calls concurrently. */
+int plg_server_start(const struct plg_service *svc, int listen_fd, const struct plg_server_limits *limits,
+                     struct plg_server **out, plg_error_t *err);
+
+/* Stops: refuses new requests with 503, calls the service's stopping hook, closes the listening
+ * socket, gives in-flight handlers up to GRACE_MS to return, answers those still running with
+ * 503 for them, lets the replies leave (briefly), then closes every connection. Never waits
+ * longer than GRACE_MS + reply_flush_ms. Returns how many handlers were still running: they
+ * finish on their own threads and their replies are dropped (see plg_server_wait_handlers). */
+int plg_server_stop(struct plg_server *srv, int grace_ms);
+
+/* Waits up to TIMEOUT_MS (0 = just look) until no handler thread of any server is running;
+ * returns how many still are. */
+int plg_server_wait_handlers(int timeout_ms);
 
 #endif

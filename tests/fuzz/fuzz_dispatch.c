@@ -28,7 +28,7 @@ static const struct plg_route routes[] = {
     {"VolumeDriver.Create", read_fields, false},
     {"NetworkDriver.GetCapabilities", read_fields, true},
 };
-static const struct plg_service svc = {"VolumeDriver", routes, 2, NULL};
+static const struct plg_service svc = {"VolumeDriver", routes, 2, NULL, NULL};
 static const char *const paths[] = {"/VolumeDriver.Create", "/NetworkDriver.GetCapabilities",
                                     "/Plugin.Activate", "/Nope"};
 

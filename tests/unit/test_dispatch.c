@@ -92,7 +92,7 @@ static const struct plg_route routes[] = {
     {"Test.BadReply", bad_reply, false}, {"Test.Silent", silent_failure, false},
     {"Test.Nothing", no_reply, false},   {"Test.Missing", missing, false},
 };
-static const struct plg_service svc = {"TestDriver", routes, sizeof routes / sizeof routes[0], NULL};
+static const struct plg_service svc = {"TestDriver", routes, sizeof routes / sizeof routes[0], NULL, NULL};
 
 /* Every reply, success or failure, must be a JSON object: Docker decodes all of them. */
 static json_t *call_len(const char *method, const char *path, const char *body, size_t len, int *status)

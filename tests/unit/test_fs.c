@@ -12,6 +12,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,91 @@ static void an_atomic_write_replaces_the_file_and_leaves_no_temporary(void **sta
   struct stat st;
   stat(path, &st);
   assert_int_equal(st.st_mode & 0777, 0600);
+  unlink(path);
+  rmdir(dir);
+}
+
+/* Issue 13: the temporary was "<path>.tmp.<pid>", opened with O_TRUNC and without O_EXCL or
+ * O_NOFOLLOW, so a link planted at that name had the state written through it. */
+static void an_atomic_write_never_writes_through_a_link_planted_next_to_the_file(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/state.json", dir);
+  cleanup_free char *victim = xasprintf("%s/victim", dir);
+  cleanup_free char *planted = xasprintf("%s.tmp.%ld", path, (long)getpid());
+  FILE *fp = fopen(victim, "w");
+  fputs("precious", fp);
+  fclose(fp);
+  assert_int_equal(symlink(victim, planted), 0);
+  plg_error_t err = NULL;
+  assert_int_equal(plg_fs_write_atomic(path, "state", 5, 0600, &err), 0);
+  char *data;
+  assert_int_equal(plg_fs_read_file(victim, 100, &data, NULL, &err), 0);
+  assert_string_equal(data, "precious");
+  free(data);
+  struct stat st;
+  assert_int_equal(lstat(path, &st), 0);
+  assert_true(S_ISREG(st.st_mode));
+  assert_int_equal(count_entries(dir), 3); /* the file, the victim, the planted link */
+  unlink(planted);
+  unlink(victim);
+  unlink(path);
+  rmdir(dir);
+}
+
+#define N_WRITERS 4
+#define N_WRITES 40
+#define WRITE_SIZE (64 * 1024)
+
+struct writer_arg {
+  const char *path;
+  char fill;
+  int failures;
+};
+
+static void *write_repeatedly(void *p)
+{
+  struct writer_arg *a = p;
+  char *buf = xmalloc(WRITE_SIZE);
+  memset(buf, a->fill, WRITE_SIZE);
+  for (int i = 0; i < N_WRITES; i++) {
+    plg_error_t err = NULL;
+    if (plg_fs_write_atomic(a->path, buf, WRITE_SIZE, 0600, &err) < 0) {
+      a->failures++;
+      plg_error_release(&err);
+    }
+  }
+  free(buf);
+  return NULL;
+}
+
+/* Writers of one file in one process never share a temporary: each write lands whole. */
+static void concurrent_atomic_writes_of_one_file_never_mix_or_fail(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/state.json", dir);
+  pthread_t t[N_WRITERS];
+  struct writer_arg args[N_WRITERS];
+  for (int i = 0; i < N_WRITERS; i++) {
+    args[i] = (struct writer_arg){path, (char)('a' + i), 0};
+    pthread_create(&t[i], NULL, write_repeatedly, &args[i]);
+  }
+  for (int i = 0; i < N_WRITERS; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(args[i].failures, 0);
+  }
+  char *data;
+  size_t len;
+  plg_error_t err = NULL;
+  assert_int_equal(plg_fs_read_file(path, 2 * WRITE_SIZE, &data, &len, &err), 0);
+  assert_int_equal(len, WRITE_SIZE);
+  for (size_t i = 1; i < len; i++)
+    if (data[i] != data[0])
+      fail_msg("the file mixes two writes at byte %zu", i);
+  free(data);
+  assert_int_equal(count_entries(dir), 1);
   unlink(path);
   rmdir(dir);
 }
@@ -110,6 +196,8 @@ int main(void)
 {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(an_atomic_write_replaces_the_file_and_leaves_no_temporary),
+      cmocka_unit_test(an_atomic_write_never_writes_through_a_link_planted_next_to_the_file),
+      cmocka_unit_test(concurrent_atomic_writes_of_one_file_never_mix_or_fail),
       cmocka_unit_test(reading_is_bounded),
       cmocka_unit_test(mkdir_p_creates_parents_and_refuses_files_in_the_way),
       cmocka_unit_test(dirname_handles_the_edge_cases),

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,8 @@ static int read_response(int fd, struct test_reply *reply)
         body_start = buf + off;
     }
     ssize_t n = recv(fd, buf + used, cap - used, 0);
+    if (n < 0 && errno == EINTR) /* valgrind lets SIGCHLD interrupt it, though it is ignored */
+      continue;
     if (n <= 0)
       break;
     used += (size_t)n;
@@ -114,6 +117,40 @@ void test_reply_free(struct test_reply *reply)
 {
   free(reply->body);
   reply->body = NULL;
+}
+
+bool test_read_until(int fd, struct test_transcript *t, size_t from, const char *needle, int timeout_ms)
+{
+  if (t->text == NULL) {
+    t->cap = 1 << 16;
+    t->text = xmalloc(t->cap + 1);
+    t->text[0] = '\0';
+    t->used = 0;
+  }
+  while (strstr(t->text + (from < t->used ? from : t->used), needle) == NULL) {
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, timeout_ms) <= 0)
+      return false;
+    if (t->used == t->cap) {
+      t->cap *= 2;
+      t->text = xrealloc(t->text, t->cap + 1);
+    }
+    ssize_t n = read(fd, t->text + t->used, t->cap - t->used);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    t->used += (size_t)n;
+    t->text[t->used] = '\0';
+  }
+  return true;
+}
+
+void test_transcript_free(struct test_transcript *t)
+{
+  free(t->text);
+  t->text = NULL;
+  t->used = t->cap = 0;
 }
 
 char *test_tmpdir(void)

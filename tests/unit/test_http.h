@@ -2,6 +2,7 @@
 #ifndef TEST_HTTP_H
 #define TEST_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct test_reply {
@@ -21,6 +22,17 @@ int test_http_exchange(int fd, const char *method, const char *path, const char 
 int test_http_post(const char *socket_path, const char *path, const char *body, struct test_reply *reply);
 
 void test_reply_free(struct test_reply *reply);
+
+/* What a test has read from a descriptor so far: a pipe, a child's output. */
+struct test_transcript {
+  char *text; /* NUL-terminated, malloc'd; NULL before the first read */
+  size_t used, cap;
+};
+
+/* Reads FD into T until NEEDLE appears at or after offset FROM, or nothing arrives for
+ * TIMEOUT_MS, or FD ends; returns whether NEEDLE appeared. */
+bool test_read_until(int fd, struct test_transcript *t, size_t from, const char *needle, int timeout_ms);
+void test_transcript_free(struct test_transcript *t);
 
 /* A fresh temporary directory (mkdtemp) that the caller removes. */
 char *test_tmpdir(void);

@@ -14,11 +14,14 @@
 #include "plg_util.h"
 #include "test_http.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -26,6 +29,11 @@
 #include <unistd.h>
 
 #define N_CONCURRENT 8
+/* issue 13: 600 connections that sent nothing grew the plugin to 515 threads, and every later
+ * request was refused while they stayed open */
+#define N_IDLE 600
+/* a deadline for waits that only a broken server would reach: never a measure of speed */
+#define HANG_MS 30000
 
 static pthread_mutex_t meet_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t meet_cond = PTHREAD_COND_INITIALIZER;
@@ -73,12 +81,118 @@ static int echo(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
   return 0;
 }
 
+/* A gate that handlers wait at, with flags the tests and the stopping hook set. */
+static pthread_mutex_t gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cond = PTHREAD_COND_INITIALIZER;
+static int gate_entered;       /* handlers that reached the gate */
+static bool gate_open;         /* the test lets every handler go */
+static bool hook_called;       /* the stopping hook ran */
+static int hook_probe_fd = -1; /* a kept-alive connection the hook sends a request on */
+static int hook_probe_status;
+static char *hook_probe_body;
+
+static void gate_reset(void)
+{
+  pthread_mutex_lock(&gate_lock);
+  gate_entered = 0;
+  gate_open = false;
+  hook_called = false;
+  hook_probe_fd = -1;
+  hook_probe_status = 0;
+  free(hook_probe_body);
+  hook_probe_body = NULL;
+  pthread_mutex_unlock(&gate_lock);
+}
+
+static void gate_release(void)
+{
+  pthread_mutex_lock(&gate_lock);
+  gate_open = true;
+  pthread_cond_broadcast(&gate_cond);
+  pthread_mutex_unlock(&gate_lock);
+}
+
+/* Waits until N handlers are at the gate; false after HANG_MS. */
+static bool gate_wait_entered(int n)
+{
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += HANG_MS / 1000;
+  pthread_mutex_lock(&gate_lock);
+  int rc = 0;
+  while (gate_entered < n && rc == 0)
+    rc = pthread_cond_timedwait(&gate_cond, &gate_lock, &deadline);
+  bool ok = gate_entered >= n;
+  pthread_mutex_unlock(&gate_lock);
+  return ok;
+}
+
+/* Waits at the gate until the test opens it or, when WAKE_ON_HOOK, until the stopping hook ran;
+ * like a mount that waits on a frozen server. */
+static int wait_at_gate(bool wake_on_hook, plg_error_t *err)
+{
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += HANG_MS / 1000;
+  pthread_mutex_lock(&gate_lock);
+  gate_entered++;
+  pthread_cond_broadcast(&gate_cond);
+  int rc = 0;
+  while (!gate_open && !(wake_on_hook && hook_called) && rc == 0)
+    rc = pthread_cond_timedwait(&gate_cond, &gate_lock, &deadline);
+  bool woken = wake_on_hook && hook_called && !gate_open;
+  pthread_mutex_unlock(&gate_lock);
+  if (woken)
+    return plg_error_make(err, 0, "woken by the stopping hook");
+  if (rc != 0)
+    return plg_error_make(err, 0, "the gate never opened");
+  return 0;
+}
+
+static int block_until_released(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+{
+  (void)ctx;
+  (void)req;
+  (void)reply;
+  return wait_at_gate(false, err);
+}
+
+static int block_until_stopping(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+{
+  (void)ctx;
+  (void)req;
+  (void)reply;
+  return wait_at_gate(true, err);
+}
+
+/* The stopping hook: wakes the handlers that listen for it, and checks from inside the stop that
+ * a request arriving now is refused. The probe has no body: the server answers 503 as soon as
+ * it has read the headers and closes the connection, so a body sent after them could meet EPIPE. */
+static void on_stopping(void *ctx)
+{
+  (void)ctx;
+  pthread_mutex_lock(&gate_lock);
+  int probe = hook_probe_fd;
+  pthread_mutex_unlock(&gate_lock);
+  struct test_reply r = {0};
+  int status =
+      probe >= 0 && test_http_exchange(probe, "POST", "/Test.Meet", "", 0, -1, &r) == 0 ? r.status : -1;
+  pthread_mutex_lock(&gate_lock);
+  hook_probe_status = status;
+  hook_probe_body = r.body;
+  hook_called = true;
+  pthread_cond_broadcast(&gate_cond);
+  pthread_mutex_unlock(&gate_lock);
+}
+
 static const struct plg_route routes[] = {
     {"Test.Meet", rendezvous, true},
     {"Test.Slow", slow, true},
     {"Test.Echo", echo, false},
+    {"Test.Block", block_until_released, true},
+    {"Test.Wait", block_until_stopping, true},
 };
-static const struct plg_service svc = {"TestDriver", routes, 3, NULL};
+static const struct plg_service svc = {"TestDriver", routes, 5, NULL, on_stopping};
 
 struct fixture {
   char *dir;
@@ -86,8 +200,9 @@ struct fixture {
   struct plg_server *srv;
 };
 
-static int setup(void **state)
+static int start_fixture(void **state, const struct plg_server_limits *limits)
 {
+  gate_reset();
   struct fixture *f = xcalloc(1, sizeof *f);
   f->dir = test_tmpdir();
   f->socket_path = xasprintf("%s/sub/dir/test.sock", f->dir);
@@ -95,16 +210,37 @@ static int setup(void **state)
   int fd = plg_socket_listen(f->socket_path, &err);
   if (fd < 0)
     fail_msg("listen: %s", err->msg);
-  if (plg_server_start(&svc, fd, &f->srv, &err) < 0)
+  if (plg_server_start(&svc, fd, limits, &f->srv, &err) < 0)
     fail_msg("start: %s", err->msg);
   *state = f;
   return 0;
+}
+
+/* The defaults, except that replies get as long as they need to leave at the stop: under
+ * valgrind, on a busy machine, 200 ms is not always enough, and the tests check the replies. */
+static int setup(void **state)
+{
+  struct plg_server_limits limits = PLG_SERVER_LIMITS_DEFAULT;
+  limits.reply_flush_ms = HANG_MS;
+  return start_fixture(state, &limits);
+}
+
+/* A one-second idle timeout, so that tests can watch it act. */
+static int setup_short_idle(void **state)
+{
+  struct plg_server_limits limits = PLG_SERVER_LIMITS_DEFAULT;
+  limits.reply_flush_ms = HANG_MS;
+  limits.idle_timeout_s = 1;
+  return start_fixture(state, &limits);
 }
 
 static int teardown(void **state)
 {
   struct fixture *f = *state;
   plg_server_stop(f->srv, 2000);
+  gate_release();
+  if (plg_server_wait_handlers(HANG_MS) != 0)
+    fail_msg("a handler thread outlived its test");
   unlink(f->socket_path);
   cleanup_free char *d1 = xasprintf("%s/sub/dir", f->dir);
   cleanup_free char *d2 = xasprintf("%s/sub", f->dir);
@@ -244,6 +380,232 @@ static void stopping_lets_an_in_flight_request_finish_then_refuses_connections(v
   assert_true(fd < 0);
 }
 
+static int count_threads(void)
+{
+  DIR *d = opendir("/proc/self/task");
+  int n = 0;
+  for (struct dirent *e = readdir(d); e != NULL; e = readdir(d))
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+/* Room for N_IDLE client and N_IDLE server descriptors in this one process. */
+static void raise_open_files_limit(void)
+{
+  struct rlimit rl;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+  if (rl.rlim_cur < 4 * N_IDLE) {
+    rl.rlim_cur = rl.rlim_max;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  if (rl.rlim_cur < 4 * N_IDLE)
+    fail_msg("this test needs %d open files, the hard limit is %llu", 4 * N_IDLE,
+             (unsigned long long)rl.rlim_max);
+}
+
+static void many_idle_connections_cost_no_thread_and_requests_are_still_answered(void **state)
+{
+  (void)state;
+  raise_open_files_limit();
+  void *fx;
+  start_fixture(&fx, NULL); /* after raising the limit, which bounds the server's connections */
+  struct fixture *f = fx;
+  int before = count_threads();
+  int *idle = xcalloc(N_IDLE, sizeof *idle);
+  for (int i = 0; i < N_IDLE; i++) {
+    idle[i] = test_http_connect(f->socket_path);
+    assert_true(idle[i] >= 0);
+    if (i % 2 == 1) /* half of them begin a request and never finish it */
+      assert_int_equal(send(idle[i], "POST /Test.Echo HTTP/1.1\r\nHost:", 31, MSG_NOSIGNAL), 31);
+  }
+  /* the listen backlog (128) is full long before N_IDLE, so most of them have been accepted */
+  struct test_reply r;
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(test_http_post(f->socket_path, "/Test.Echo", "{}", &r), 0);
+    assert_int_equal(r.status, 200);
+    test_reply_free(&r);
+  }
+  int during = count_threads();
+  for (int i = 0; i < N_IDLE; i++)
+    close(idle[i]);
+  free(idle);
+  /* a thread per connection would be hundreds; a handler thread may still be on its way out */
+  if (during > before + 8)
+    fail_msg("%d threads with %d idle connections open, %d before", during, N_IDLE, before);
+  void *p = f;
+  teardown(&p);
+}
+
+/* Reads from FD until the peer closes it (0) or the test's receive timeout (-1). */
+static int read_until_closed(int fd)
+{
+  char buf[4096];
+  for (;;) {
+    ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n == 0)
+      return 0;
+    if (n < 0 && errno != EINTR)
+      return -1;
+  }
+}
+
+static void an_idle_connection_is_closed_after_the_idle_timeout(void **state)
+{
+  struct fixture *f = *state;
+  int silent = test_http_connect(f->socket_path);
+  assert_true(silent >= 0);
+  int kept = test_http_connect(f->socket_path); /* kept alive after a request, then idle */
+  struct test_reply r;
+  assert_int_equal(test_http_exchange(kept, "POST", "/Test.Echo", "{}", 2, -1, &r), 0);
+  assert_int_equal(r.status, 200);
+  test_reply_free(&r);
+  assert_int_equal(read_until_closed(silent), 0);
+  assert_int_equal(read_until_closed(kept), 0);
+  close(silent);
+  close(kept);
+}
+
+struct slow_call {
+  const char *socket_path;
+  const char *path;
+  int status;
+  char *body;
+};
+
+static void *slow_client(void *p)
+{
+  struct slow_call *c = p;
+  struct test_reply r = {0};
+  c->status = test_http_post(c->socket_path, c->path, "{}", &r) == 0 ? r.status : -1;
+  c->body = r.body;
+  return NULL;
+}
+
+static void a_handler_that_outlasts_the_idle_timeout_still_gets_its_reply_out(void **state)
+{
+  struct fixture *f = *state;
+  struct slow_call call = {f->socket_path, "/Test.Block", 0, NULL};
+  pthread_t t;
+  pthread_create(&t, NULL, slow_client, &call);
+  assert_true(gate_wait_entered(1));
+  /* an idle connection opened now is closed by the idle timeout while the handler works */
+  int witness = test_http_connect(f->socket_path);
+  assert_true(witness >= 0);
+  assert_int_equal(read_until_closed(witness), 0);
+  close(witness);
+  gate_release();
+  pthread_join(t, NULL);
+  assert_int_equal(call.status, 200);
+  free(call.body);
+}
+
+static void a_blocked_handler_does_not_stall_other_requests(void **state)
+{
+  struct fixture *f = *state;
+  enum { N_BLOCKED = 4 };
+  struct slow_call calls[N_BLOCKED];
+  pthread_t t[N_BLOCKED];
+  for (int i = 0; i < N_BLOCKED; i++) {
+    calls[i] = (struct slow_call){f->socket_path, "/Test.Block", 0, NULL};
+    pthread_create(&t[i], NULL, slow_client, &calls[i]);
+  }
+  assert_true(gate_wait_entered(N_BLOCKED));
+  for (int i = 0; i < 20; i++) {
+    struct test_reply r;
+    assert_int_equal(test_http_post(f->socket_path, "/Test.Echo", "{}", &r), 0);
+    assert_int_equal(r.status, 200);
+    test_reply_free(&r);
+  }
+  gate_release();
+  for (int i = 0; i < N_BLOCKED; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(calls[i].status, 200);
+    free(calls[i].body);
+  }
+}
+
+static int setup_two_handlers(void **state)
+{
+  struct plg_server_limits limits = PLG_SERVER_LIMITS_DEFAULT;
+  limits.reply_flush_ms = HANG_MS;
+  limits.max_handlers = 2;
+  return start_fixture(state, &limits);
+}
+
+static void a_request_beyond_the_handler_limit_is_refused_with_503_and_later_ones_served(void **state)
+{
+  struct fixture *f = *state;
+  struct slow_call calls[2];
+  pthread_t t[2];
+  for (int i = 0; i < 2; i++) {
+    calls[i] = (struct slow_call){f->socket_path, "/Test.Block", 0, NULL};
+    pthread_create(&t[i], NULL, slow_client, &calls[i]);
+  }
+  assert_true(gate_wait_entered(2));
+  struct test_reply r;
+  assert_int_equal(test_http_post(f->socket_path, "/Test.Echo", "{}", &r), 0);
+  assert_int_equal(r.status, 503);
+  assert_non_null(strstr(r.body, "the plugin is busy: 2 requests are already being handled"));
+  test_reply_free(&r);
+  gate_release();
+  for (int i = 0; i < 2; i++) {
+    pthread_join(t[i], NULL);
+    assert_int_equal(calls[i].status, 200);
+    free(calls[i].body);
+  }
+  /* the handler threads end after their replies left: wait for them, not for the replies */
+  assert_int_equal(plg_server_wait_handlers(HANG_MS), 0);
+  assert_int_equal(test_http_post(f->socket_path, "/Test.Echo", "{}", &r), 0);
+  assert_int_equal(r.status, 200);
+  test_reply_free(&r);
+}
+
+static void stopping_runs_the_hook_first_and_a_woken_handler_answers_with_its_error(void **state)
+{
+  struct fixture *f = *state;
+  int probe = test_http_connect(f->socket_path); /* open before the stop, like Docker's */
+  assert_true(probe >= 0);
+  pthread_mutex_lock(&gate_lock);
+  hook_probe_fd = probe;
+  pthread_mutex_unlock(&gate_lock);
+  struct slow_call call = {f->socket_path, "/Test.Wait", 0, NULL};
+  pthread_t t;
+  pthread_create(&t, NULL, slow_client, &call);
+  assert_true(gate_wait_entered(1));
+  /* a grace longer than the test's own deadlines: only the hook can end the handler in time */
+  assert_int_equal(plg_server_stop(f->srv, 10 * HANG_MS), 0);
+  f->srv = NULL;
+  pthread_join(t, NULL);
+  assert_int_equal(call.status, 500);
+  assert_non_null(strstr(call.body, "woken by the stopping hook"));
+  free(call.body);
+  /* the request that arrived during the stop was refused, and said why */
+  assert_true(hook_called);
+  assert_int_equal(hook_probe_status, 503);
+  assert_non_null(strstr(hook_probe_body, "shutting down"));
+  close(probe);
+}
+
+static void a_handler_that_ignores_the_hook_is_answered_by_the_stop_after_the_grace(void **state)
+{
+  struct fixture *f = *state;
+  struct slow_call call = {f->socket_path, "/Test.Block", 0, NULL};
+  pthread_t t;
+  pthread_create(&t, NULL, slow_client, &call);
+  assert_true(gate_wait_entered(1));
+  assert_int_equal(plg_server_stop(f->srv, 100), 1); /* one handler still running */
+  f->srv = NULL;
+  pthread_join(t, NULL);
+  assert_int_equal(call.status, 503);
+  assert_non_null(strstr(call.body, "stopped before this request finished"));
+  free(call.body);
+  assert_int_equal(plg_server_wait_handlers(0), 1);
+  gate_release(); /* it returns now, to a server that is gone: its reply is dropped */
+  assert_int_equal(plg_server_wait_handlers(HANG_MS), 0);
+}
+
 static void a_stale_socket_file_is_replaced(void **state)
 {
   (void)state;
@@ -322,6 +684,19 @@ int main(void)
       cmocka_unit_test_setup_teardown(stopping_lets_an_in_flight_request_finish_then_refuses_connections,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(a_live_socket_is_not_taken_over, setup, teardown),
+      cmocka_unit_test(many_idle_connections_cost_no_thread_and_requests_are_still_answered),
+      cmocka_unit_test_setup_teardown(an_idle_connection_is_closed_after_the_idle_timeout, setup_short_idle,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(a_handler_that_outlasts_the_idle_timeout_still_gets_its_reply_out,
+                                      setup_short_idle, teardown),
+      cmocka_unit_test_setup_teardown(a_blocked_handler_does_not_stall_other_requests, setup, teardown),
+      cmocka_unit_test_setup_teardown(
+          a_request_beyond_the_handler_limit_is_refused_with_503_and_later_ones_served, setup_two_handlers,
+          teardown),
+      cmocka_unit_test_setup_teardown(stopping_runs_the_hook_first_and_a_woken_handler_answers_with_its_error,
+                                      setup, teardown),
+      cmocka_unit_test_setup_teardown(a_handler_that_ignores_the_hook_is_answered_by_the_stop_after_the_grace,
+                                      setup, teardown),
       cmocka_unit_test(a_stale_socket_file_is_replaced),
       cmocka_unit_test(a_path_that_is_not_a_socket_is_refused_and_kept),
       cmocka_unit_test(a_socket_path_too_long_is_refused),

@@ -100,7 +100,7 @@ static int teardown(void **state)
 
 static struct plg_response call(struct fixture *f, const char *what, const char *body)
 {
-  const struct plg_service svc = {"VolumeDriver", tm_routes, TM_N_ROUTES, f->ctx};
+  const struct plg_service svc = {"VolumeDriver", tm_routes, TM_N_ROUTES, f->ctx, NULL};
   cleanup_free char *path = xasprintf("/VolumeDriver.%s", what);
   struct plg_response resp = {0};
   plg_dispatch(&svc, "POST", path, body, strlen(body), &resp);
