@@ -12,6 +12,7 @@ int main(int argc, char **argv)
       .routes = tm_routes,
       .n_routes = TM_N_ROUTES,
       .init = tm_init,
+      .stopping = tm_stopping,
       .shutdown = tm_shutdown,
   };
   return plg_main(&plugin, argc, argv);

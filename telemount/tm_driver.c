@@ -12,6 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* how long the shutdown waits for requests the stop did not end (the stopping hook ends those
+ * that wait on a server at once) */
+#define SHUTDOWN_WAIT_MS 1000
+
 struct tm_ctx {
   struct tm_config cfg;
   char *state_file;
@@ -349,11 +353,22 @@ int tm_init(void **ctx, plg_error_t *err)
   return 0;
 }
 
+void tm_stopping(void *ctx)
+{
+  struct tm_ctx *c = ctx;
+  tm_mounts_stopping(c->mounts);
+}
+
 void tm_shutdown(void *ctx)
 {
   struct tm_ctx *c = ctx;
   if (c == NULL)
     return;
+  tm_mounts_stop(c->mounts); /* every sshfs stopped, every mount removed; the table is saved already */
+  if (plg_server_wait_handlers(SHUTDOWN_WAIT_MS) > 0) {
+    plg_warn("a request is still running: the plugin's state is left allocated for it");
+    return; /* the process ends anyway: freeing what a request still uses would be worse */
+  }
   tm_mounts_free(c->mounts);
   tm_table_clear(&c->table);
   pthread_mutex_destroy(&c->lock);

@@ -164,7 +164,7 @@ static int probe_host(struct tm_export *x, int64_t retry_until, int per_try_ms, 
   struct tm_export_env *env = x->env;
   for (;;) {
     plg_error_t try_err = NULL;
-    if (tm_net_probe(x->host, x->port, per_try_ms, addr, &try_err) == 0)
+    if (tm_net_probe(x->host, x->port, per_try_ms, env->cancel_fd, addr, &try_err) == 0)
       return 0;
     pthread_mutex_lock(&env->lock);
     bool give_up = plg_now_ms() + REPROBE_MS >= retry_until || env->stopping;
@@ -225,7 +225,8 @@ static int start_unlocked(struct tm_export *x, bool was_lost, int64_t retry_unti
                               .mountpoint = x->root,
                               .max_conns = c->max_conns,
                               .default_permissions = c->default_permissions,
-                              .connect_timeout_ms = (int)c->connect_timeout_ms};
+                              .connect_timeout_ms = (int)c->connect_timeout_ms,
+                              .cancel_fd = x->env->cancel_fd};
   if (tm_sshfs_start(&p, (int)c->mount_timeout_ms, on_sshfs_event, x, out, err) < 0) {
     remove_local_dirs(x);
     return plg_error_wrap(err, "mounting %s:%d", x->host, x->port);
@@ -327,6 +328,11 @@ int tm_export_check_dir(struct tm_export *x, const struct tm_opts *o, const char
     return plg_error_make(err, 0, "%s on %s:%d is not a directory", remote, o->host, o->port);
   }
   int e = errno;
+  pthread_mutex_lock(&x->env->lock);
+  bool stopping = x->env->stopping;
+  pthread_mutex_unlock(&x->env->lock);
+  if (stopping) /* the stop killed sshfs under this lookup */
+    return plg_error_make(err, 0, "looking up %s on %s:%d: the plugin is stopping", remote, o->host, o->port);
   if (e == ETIMEDOUT) {
     pthread_mutex_lock(&x->env->lock);
     if (x->state == S_MOUNTED || x->state == S_RECONNECTING)
@@ -357,6 +363,12 @@ void tm_export_release_locked(struct tm_export *x)
   if (had)
     plg_info("stopped sshfs of %s:%d: no volume uses it any more", x->host, x->port);
   pthread_cond_broadcast(&x->env->changed);
+}
+
+void tm_export_stopping_locked(struct tm_export *x)
+{
+  if (x->sshfs != NULL)
+    tm_sshfs_kill(x->sshfs);
 }
 
 void tm_export_stop_locked(struct tm_export *x)
@@ -436,7 +448,8 @@ bool tm_export_server_gone_locked(struct tm_export *x, int64_t *silent_ms)
     pthread_mutex_unlock(&env->lock);
     struct tm_addr addr;
     plg_error_t err = NULL;
-    bool answered = tm_net_probe(x->host, x->port, (int)env->cfg.ping_timeout_ms, &addr, &err) == 0;
+    bool answered =
+        tm_net_probe(x->host, x->port, (int)env->cfg.ping_timeout_ms, env->cancel_fd, &addr, &err) == 0;
     plg_error_release(&err);
     pthread_mutex_lock(&env->lock);
     int64_t now = plg_now_ms();

@@ -30,6 +30,7 @@ struct tm_export_env {
   pthread_mutex_t lock;   /* see the header comment */
   pthread_cond_t changed; /* an export changed state, or the stop began (CLOCK_MONOTONIC) */
   bool stopping;          /* under lock: no new sshfs, and every wait ends */
+  int cancel_fd;          /* eventfd, written once at the stop: ends every network wait at once */
 };
 
 struct tm_export;
@@ -52,6 +53,9 @@ int tm_export_check_dir(struct tm_export *x, const struct tm_opts *o, const char
 void tm_export_release_locked(struct tm_export *x);
 /* The plugin stops: the same, whatever state X is in. Drops the lock. */
 void tm_export_stop_locked(struct tm_export *x);
+/* The stop begins: sshfs is killed at once (never waited for), which ends every wait on the
+ * mount. For the stopping hook: quick, never blocks. */
+void tm_export_stopping_locked(struct tm_export *x);
 
 /* One round of the watchdog for X: tears down a lost sshfs (then returns true: the lock was
  * dropped) or runs the check through the mount when it is due (never waits). */

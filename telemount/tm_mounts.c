@@ -9,7 +9,9 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #define WATCHDOG_TICK_MS 200
 
@@ -22,6 +24,7 @@ struct tm_mounts {
   struct tm_export_env env; /* its lock guards the list too */
   struct node *list;        /* never shrinks while the plugin runs: a waiter may hold an export */
   pthread_t watchdog;
+  bool watchdog_running;
 };
 
 static struct tm_export *find_locked(struct tm_mounts *m, const struct tm_opts *o)
@@ -131,32 +134,53 @@ struct tm_mounts *tm_mounts_new(const struct tm_config *cfg)
   m->env.cfg = *cfg;
   pthread_mutex_init(&m->env.lock, NULL);
   plg_cond_init_monotonic(&m->env.changed);
-  if (pthread_create(&m->watchdog, NULL, watchdog, m) != 0) {
+  m->env.cancel_fd = eventfd(0, EFD_CLOEXEC);
+  if (m->env.cancel_fd < 0 || pthread_create(&m->watchdog, NULL, watchdog, m) != 0) {
     plg_error("cannot start the mount watchdog");
     abort();
   }
+  m->watchdog_running = true;
   return m;
+}
+
+void tm_mounts_stopping(struct tm_mounts *m)
+{
+  pthread_mutex_lock(&m->env.lock);
+  if (!m->env.stopping) {
+    m->env.stopping = true;
+    uint64_t one = 1;
+    (void)!write(m->env.cancel_fd, &one, sizeof one);
+    for (struct node *n = m->list; n != NULL; n = n->next)
+      tm_export_stopping_locked(n->export);
+  }
+  pthread_cond_broadcast(&m->env.changed);
+  pthread_mutex_unlock(&m->env.lock);
+}
+
+void tm_mounts_stop(struct tm_mounts *m)
+{
+  tm_mounts_stopping(m);
+  if (m->watchdog_running)
+    pthread_join(m->watchdog, NULL);
+  m->watchdog_running = false;
+  pthread_mutex_lock(&m->env.lock);
+  for (struct node *n = m->list; n != NULL; n = n->next)
+    tm_export_stop_locked(n->export);
+  pthread_mutex_unlock(&m->env.lock);
 }
 
 void tm_mounts_free(struct tm_mounts *m)
 {
   if (m == NULL)
     return;
-  pthread_mutex_lock(&m->env.lock);
-  m->env.stopping = true;
-  pthread_cond_broadcast(&m->env.changed);
-  pthread_mutex_unlock(&m->env.lock);
-  pthread_join(m->watchdog, NULL);
-  pthread_mutex_lock(&m->env.lock);
-  for (struct node *n = m->list; n != NULL; n = n->next)
-    tm_export_stop_locked(n->export);
-  pthread_mutex_unlock(&m->env.lock);
+  tm_mounts_stop(m);
   while (m->list != NULL) {
     struct node *n = m->list;
     m->list = n->next;
     tm_export_free(n->export);
     free(n);
   }
+  close(m->env.cancel_fd);
   pthread_cond_destroy(&m->env.changed);
   pthread_mutex_destroy(&m->env.lock);
   free(m);

@@ -15,7 +15,13 @@ struct tm_mounts;
 /* Removes the sshfs mounts an earlier run left below MOUNT_ROOT first, so call it before the
  * plugin's socket listens. */
 struct tm_mounts *tm_mounts_new(const struct tm_config *cfg);
-/* Stops every sshfs and the watchdog. */
+/* The stop begins (the plugin's stopping hook): every wait ends at once and every sshfs is
+ * killed, so that requests in flight fail now. Quick, never blocks. */
+void tm_mounts_stopping(struct tm_mounts *m);
+/* Stops the watchdog and every sshfs, and removes the mounts (after tm_mounts_stopping, or
+ * without it). M stays allocated for a request that may still be running. */
+void tm_mounts_stop(struct tm_mounts *m);
+/* Frees M: call after tm_mounts_stop, once no request runs. */
 void tm_mounts_free(struct tm_mounts *m);
 
 /* Makes sure the export of O is mounted, starting sshfs when needed, and returns the volume's

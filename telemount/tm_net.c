@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -45,8 +46,8 @@ static void addr_text(struct tm_addr *a, int port)
  * its state is freed by whichever lets go last: the caller, or the thread. */
 struct lookup {
   char *host;
-  pthread_mutex_t lock;     /* a leaf: done and caller_gone, between the caller and the lookup thread */
-  pthread_cond_t done_cond; /* CLOCK_MONOTONIC */
+  pthread_mutex_t lock; /* a leaf: done and caller_gone, between the caller and the lookup thread */
+  int done_fd;          /* eventfd: readable once the lookup is done */
   bool done, caller_gone;
   int rc;
   struct addrinfo *res;
@@ -56,7 +57,7 @@ static void lookup_free(struct lookup *l)
 {
   if (l->res != NULL)
     freeaddrinfo(l->res);
-  pthread_cond_destroy(&l->done_cond);
+  close(l->done_fd);
   pthread_mutex_destroy(&l->lock);
   free(l->host);
   free(l);
@@ -73,19 +74,26 @@ static void *run_lookup(void *arg)
   l->res = res;
   l->done = true;
   bool last = l->caller_gone;
-  pthread_cond_broadcast(&l->done_cond);
+  uint64_t one = 1;
+  (void)!write(l->done_fd, &one, sizeof one);
   pthread_mutex_unlock(&l->lock);
   if (last)
     lookup_free(l);
   return NULL;
 }
 
-static int resolve_async(const char *host, int timeout_ms, struct addrinfo **res, plg_error_t *err)
+static int resolve_async(const char *host, int timeout_ms, int cancel_fd, struct addrinfo **res,
+                         plg_error_t *err)
 {
   struct lookup *l = xcalloc(1, sizeof *l);
   l->host = xstrdup(host);
   pthread_mutex_init(&l->lock, NULL);
-  plg_cond_init_monotonic(&l->done_cond);
+  l->done_fd = eventfd(0, EFD_CLOEXEC);
+  if (l->done_fd < 0) {
+    int e = errno;
+    lookup_free(l);
+    return plg_error_make(err, e, "cannot resolve host \"%s\"", host);
+  }
   pthread_t t;
   pthread_attr_t ta;
   pthread_attr_init(&ta);
@@ -96,12 +104,9 @@ static int resolve_async(const char *host, int timeout_ms, struct addrinfo **res
     lookup_free(l);
     return plg_error_make(err, started, "cannot resolve host \"%s\"", host);
   }
-  struct timespec deadline;
-  plg_timespec_in(&deadline, CLOCK_MONOTONIC, timeout_ms);
+  bool cancelled = plg_net_wait_cancellable(l->done_fd, POLLIN, plg_now_ms() + timeout_ms, cancel_fd) < 0 &&
+                   errno == ECANCELED;
   pthread_mutex_lock(&l->lock);
-  while (!l->done)
-    if (pthread_cond_timedwait(&l->done_cond, &l->lock, &deadline) == ETIMEDOUT)
-      break;
   bool done = l->done;
   int rc = l->rc;
   *res = done && rc == 0 ? l->res : NULL;
@@ -111,6 +116,8 @@ static int resolve_async(const char *host, int timeout_ms, struct addrinfo **res
   pthread_mutex_unlock(&l->lock);
   if (done) /* the thread has let go: it never touches L after setting done */
     lookup_free(l);
+  if (!done && cancelled)
+    return plg_error_make(err, 0, "cannot resolve host \"%s\": the plugin is stopping", host);
   if (!done)
     return plg_error_make(err, 0, "cannot resolve host \"%s\": no answer within %d ms", host, timeout_ms);
   if (rc != 0)
@@ -118,14 +125,15 @@ static int resolve_async(const char *host, int timeout_ms, struct addrinfo **res
   return 0;
 }
 
-int tm_net_resolve(const char *host, int port, int timeout_ms, struct tm_addr *out, plg_error_t *err)
+int tm_net_resolve(const char *host, int port, int timeout_ms, int cancel_fd, struct tm_addr *out,
+                   plg_error_t *err)
 {
   memset(out, 0, sizeof *out);
   if (plg_net_sockaddr(host, port, &out->sa, &out->len)) {
     out->family = out->sa.ss_family;
   } else {
     struct addrinfo *res = NULL;
-    if (resolve_async(host, timeout_ms, &res, err) < 0)
+    if (resolve_async(host, timeout_ms, cancel_fd, &res, err) < 0)
       return -1;
     /* IPv4 first: sshfs can then connect by itself (directport), with several connections */
     const struct addrinfo *pick = res;
@@ -143,18 +151,24 @@ int tm_net_resolve(const char *host, int port, int timeout_ms, struct tm_addr *o
   return 0;
 }
 
-int tm_net_connect(const struct tm_addr *addr, int timeout_ms, plg_error_t *err)
+int tm_net_connect(const struct tm_addr *addr, int timeout_ms, int cancel_fd, plg_error_t *err)
 {
   char where[96];
   plg_net_format((const struct sockaddr *)&addr->sa, where, sizeof where);
-  return plg_net_connect((const struct sockaddr *)&addr->sa, addr->len, timeout_ms, false, where, err);
+  return plg_net_connect_cancellable((const struct sockaddr *)&addr->sa, addr->len, timeout_ms, false,
+                                     cancel_fd, where, err);
 }
 
-static int send_all(int fd, const unsigned char *buf, size_t len, int64_t deadline)
+/* 0 when LEN bytes left, -1 with errno (ETIMEDOUT at the deadline, ECANCELED at a stop). */
+static int send_all(int fd, const unsigned char *buf, size_t len, int64_t deadline, int cancel_fd)
 {
   while (len > 0) {
-    if (plg_net_wait(fd, POLLOUT, deadline) == 0)
+    int ready = plg_net_wait_cancellable(fd, POLLOUT, deadline, cancel_fd);
+    if (ready <= 0) {
+      if (ready == 0)
+        errno = ETIMEDOUT;
       return -1;
+    }
     ssize_t n = send(fd, buf, len, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0 && (errno == EINTR || errno == EAGAIN))
       continue;
@@ -166,12 +180,15 @@ static int send_all(int fd, const unsigned char *buf, size_t len, int64_t deadli
   return 0;
 }
 
-/* 0 when LEN bytes arrived, -1 with errno (ETIMEDOUT at the deadline, ECONNRESET on EOF). */
-static int recv_all(int fd, unsigned char *buf, size_t len, int64_t deadline)
+/* 0 when LEN bytes arrived, -1 with errno (ETIMEDOUT at the deadline, ECONNRESET on EOF,
+ * ECANCELED at a stop). */
+static int recv_all(int fd, unsigned char *buf, size_t len, int64_t deadline, int cancel_fd)
 {
   while (len > 0) {
-    if (plg_net_wait(fd, POLLIN, deadline) == 0) {
-      errno = ETIMEDOUT;
+    int ready = plg_net_wait_cancellable(fd, POLLIN, deadline, cancel_fd);
+    if (ready <= 0) {
+      if (ready == 0)
+        errno = ETIMEDOUT;
       return -1;
     }
     ssize_t n = recv(fd, buf, len, MSG_DONTWAIT);
@@ -187,14 +204,16 @@ static int recv_all(int fd, unsigned char *buf, size_t len, int64_t deadline)
   return 0;
 }
 
-int tm_net_sftp_hello(int fd, int timeout_ms, plg_error_t *err)
+int tm_net_sftp_hello(int fd, int timeout_ms, int cancel_fd, plg_error_t *err)
 {
   static const unsigned char init[9] = {0, 0, 0, 5, SSH_FXP_INIT, 0, 0, 0, 3};
   int64_t deadline = plg_now_ms() + timeout_ms;
-  if (send_all(fd, init, sizeof init, deadline) < 0)
+  if (send_all(fd, init, sizeof init, deadline, cancel_fd) < 0)
     return plg_error_make(err, errno, "cannot send the SFTP greeting");
   unsigned char head[5];
-  if (recv_all(fd, head, sizeof head, deadline) < 0) {
+  if (recv_all(fd, head, sizeof head, deadline, cancel_fd) < 0) {
+    if (errno == ECANCELED)
+      return plg_error_make(err, 0, "the plugin is stopping");
     if (errno == ETIMEDOUT)
       return plg_error_make(err, 0, "the SFTP server accepted the connection but did not answer within %d ms",
                             timeout_ms);
@@ -206,15 +225,16 @@ int tm_net_sftp_hello(int fd, int timeout_ms, plg_error_t *err)
   return 0;
 }
 
-int tm_net_probe(const char *host, int port, int timeout_ms, struct tm_addr *addr, plg_error_t *err)
+int tm_net_probe(const char *host, int port, int timeout_ms, int cancel_fd, struct tm_addr *addr,
+                 plg_error_t *err)
 {
   int64_t deadline = plg_now_ms() + timeout_ms;
-  if (tm_net_resolve(host, port, timeout_ms, addr, err) < 0)
+  if (tm_net_resolve(host, port, timeout_ms, cancel_fd, addr, err) < 0)
     return -1;
-  cleanup_close int fd = tm_net_connect(addr, remaining_ms(deadline), err);
+  cleanup_close int fd = tm_net_connect(addr, remaining_ms(deadline), cancel_fd, err);
   if (fd < 0)
     return -1;
-  if (tm_net_sftp_hello(fd, remaining_ms(deadline), err) < 0)
+  if (tm_net_sftp_hello(fd, remaining_ms(deadline), cancel_fd, err) < 0)
     return plg_error_wrap(err, addr->family == AF_INET6 ? "[%s]:%d" : "%s:%d", addr->text, port);
   return 0;
 }

@@ -110,7 +110,7 @@ static void *run_link(void *arg)
   struct link *l = arg;
   struct tm_relay *r = l->relay;
   plg_error_t err = NULL;
-  int up = tm_net_connect(&r->upstream, r->connect_timeout_ms, &err);
+  int up = tm_net_connect(&r->upstream, r->connect_timeout_ms, r->wake_fd, &err); /* a stop ends the dial */
   if (up < 0) {
     plg_debug("relay to %s: %s", r->upstream.text, err->msg);
     plg_error_release(&err);

@@ -200,7 +200,7 @@ static bool has_exited(struct tm_sshfs *s)
 
 /* The kernel tells when its mount table changes (POLLPRI on mountinfo), so readiness is seen
  * the moment sshfs mounts, which it does only after its SFTP session is up. */
-static int wait_mounted(struct tm_sshfs *s, int timeout_ms, plg_error_t *err)
+static int wait_mounted(struct tm_sshfs *s, int timeout_ms, int cancel_fd, plg_error_t *err)
 {
   int64_t deadline = plg_now_ms() + timeout_ms;
   cleanup_close int mi = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
@@ -219,9 +219,13 @@ static int wait_mounted(struct tm_sshfs *s, int timeout_ms, plg_error_t *err)
       return plg_error_make(err, 0, "sshfs did not mount within %d ms%s%s", timeout_ms, *tail ? ": " : "",
                             tail);
     }
-    struct pollfd fds[2] = {{.fd = mi, .events = POLLPRI}, {.fd = s->exit_event, .events = POLLIN}};
+    struct pollfd fds[3] = {{.fd = mi, .events = POLLPRI},
+                            {.fd = s->exit_event, .events = POLLIN},
+                            {.fd = cancel_fd, .events = POLLIN}};
     /* the 50 ms cap covers a kernel without mountinfo events; normally poll wakes at once */
-    poll(fds, 2, left < 50 ? (int)left : 50);
+    poll(fds, 3, left < 50 ? (int)left : 50);
+    if (fds[2].revents & POLLIN)
+      return plg_error_make(err, 0, "the plugin is stopping");
   }
 }
 
@@ -285,7 +289,7 @@ int tm_sshfs_start(const struct tm_sshfs_params *p, int timeout_ms, tm_sshfs_eve
     sshfs_free(s);
     return -1;
   }
-  if (wait_mounted(s, timeout_ms, err) < 0) {
+  if (wait_mounted(s, timeout_ms, p->cancel_fd, err) < 0) {
     tm_sshfs_stop(s); /* the caller handles this failure; no separate report */
     return -1;
   }

@@ -21,6 +21,7 @@ struct tm_sshfs_params {
   int max_conns;
   bool default_permissions; /* DEFAULT_PERMISSIONS */
   int connect_timeout_ms;   /* the relay's dial of an IPv6 server */
+  int cancel_fd;            /* tm_sshfs_start gives up at once (and stops sshfs) when it is readable */
   int relay_port;           /* tm_sshfs_argv only: sshfs dials 127.0.0.1:relay_port (0 = the server) */
 };
 

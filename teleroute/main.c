@@ -12,6 +12,7 @@ int main(int argc, char **argv)
       .routes = tr_routes,
       .n_routes = TR_N_ROUTES,
       .init = tr_init,
+      .stopping = tr_stopping,
       .shutdown = tr_shutdown,
   };
   return plg_main(&plugin, argc, argv);
