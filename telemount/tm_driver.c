@@ -347,7 +347,13 @@ int tm_init(void **ctx, plg_error_t *err)
   c->state_file = tm_config_state_file(&c->cfg);
   pthread_mutex_init(&c->lock, NULL);
   /* Loading is quick and needs no server: Docker asks Get for every volume right after start. */
-  tm_table_load(&c->table, c->state_file);
+  if (tm_table_load(&c->table, c->state_file, err) < 0) {
+    plg_error_wrap(err, "the volume table cannot be read now; not starting, so that it is not overwritten");
+    pthread_mutex_destroy(&c->lock);
+    free(c->state_file);
+    free(c);
+    return -1;
+  }
   c->mounts = tm_mounts_new(&c->cfg);
   *ctx = c;
   return 0;

@@ -3,6 +3,7 @@
 #include "plg_fs.h"
 #include "plg_json.h"
 #include "plg_log.h"
+#include "plg_state.h"
 #include "plg_util.h"
 
 #include <errno.h>
@@ -12,7 +13,6 @@
 #include <time.h>
 
 #define STATE_VERSION 1
-#define STATE_MAX_BYTES (16 * 1024 * 1024)
 
 void tm_table_init(struct tm_table *t)
 {
@@ -136,6 +136,9 @@ static json_t *opts_to_json(const struct tm_opts *o)
   return j;
 }
 
+static const char *const state_lists[] = {"volumes", NULL};
+static const struct plg_state_format state_format = {"volume table", STATE_VERSION, state_lists, 0};
+
 json_t *tm_table_to_json(const struct tm_table *t)
 {
   json_t *vols = json_array();
@@ -151,12 +154,12 @@ json_t *tm_table_to_json(const struct tm_table *t)
   return plg_json_pack("{s:i,s:o}", "version", STATE_VERSION, "volumes", vols);
 }
 
-static int volume_from_json(json_t *jv, struct tm_table *t, plg_error_t *err)
+/* One entry of the file, checked as if Docker had sent it (plg_state_entry_fn). */
+static int volume_from_json(json_t *jv, void *arg, plg_error_t *err)
 {
+  struct tm_table *t = arg;
   const char *name, *created_at;
   json_t *opts, *ids;
-  if (!json_is_object(jv))
-    return plg_error_make(err, 0, "a volume entry is not an object");
   if (plg_json_string(jv, "name", true, &name, err) < 0 ||
       plg_json_string(jv, "created_at", true, &created_at, err) < 0 ||
       plg_json_string_map(jv, "options", &opts, err) < 0 ||
@@ -166,37 +169,21 @@ static int volume_from_json(json_t *jv, struct tm_table *t, plg_error_t *err)
     return -1;
   if (tm_table_find(t, name) != NULL)
     return plg_error_make(err, 0, "volume \"%s\" appears twice", name);
-  struct tm_opts o;
-  if (tm_opts_parse(opts, &o, err) < 0)
-    return plg_error_wrap(err, "volume \"%s\"", name);
-  struct tm_volume *v = tm_table_add(t, name, &o, created_at);
-  tm_opts_clear(&o);
   size_t i;
   json_t *id;
   json_array_foreach(ids, i, id)
   {
     if (!json_is_string(id))
       return plg_error_make(err, 0, "volume \"%s\": a mount ID is not a string", name);
-    tm_volume_add_id(v, json_string_value(id));
   }
-  return 0;
-}
-
-int tm_table_from_json(json_t *j, struct tm_table *t, plg_error_t *err)
-{
-  json_t *vols, *version = json_object_get(j, "version");
-  if (!json_is_integer(version) || json_integer_value(version) != STATE_VERSION)
-    return plg_error_make(err, 0, "unknown state version (expected %d)", STATE_VERSION);
-  if (plg_json_array(j, "volumes", true, &vols, err) < 0)
-    return -1;
-  size_t i;
-  json_t *jv;
-  json_array_foreach(vols, i, jv)
+  struct tm_opts o;
+  if (tm_opts_parse(opts, &o, err) < 0)
+    return plg_error_wrap(err, "volume \"%s\"", name);
+  struct tm_volume *v = tm_table_add(t, name, &o, created_at);
+  tm_opts_clear(&o);
+  json_array_foreach(ids, i, id)
   {
-    if (volume_from_json(jv, t, err) < 0) {
-      tm_table_clear(t);
-      return -1;
-    }
+    tm_volume_add_id(v, json_string_value(id));
   }
   return 0;
 }
@@ -204,48 +191,18 @@ int tm_table_from_json(json_t *j, struct tm_table *t, plg_error_t *err)
 int tm_table_save(const struct tm_table *t, const char *path, plg_error_t *err)
 {
   cleanup_json json_t *j = tm_table_to_json(t);
-  cleanup_free char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
-  if (text == NULL)
-    return plg_error_make(err, 0, "cannot encode the volume table");
-  cleanup_free char *dir = plg_fs_dirname(path);
-  if (plg_fs_mkdir_p(dir, 0700, err) < 0)
-    return -1;
-  return plg_fs_write_atomic(path, text, strlen(text), 0600, err);
+  return plg_state_save(&state_format, path, j, err);
 }
 
-static void move_aside(const char *path, const char *why)
-{
-  cleanup_free char *aside = xasprintf("%s.corrupt-%ld", path, (long)time(NULL));
-  if (rename(path, aside) == 0)
-    plg_error("volume table %s is unusable (%s); moved it to %s and starting with no volumes", path, why,
-              aside);
-  else
-    plg_error("volume table %s is unusable (%s) and cannot be moved aside: %s", path, why, strerror(errno));
-}
-
-void tm_table_load(struct tm_table *t, const char *path)
+int tm_table_load(struct tm_table *t, const char *path, plg_error_t *err)
 {
   tm_table_init(t);
-  cleanup_free char *text = NULL;
-  plg_error_t read_err = NULL;
-  if (plg_fs_read_file(path, STATE_MAX_BYTES, &text, NULL, &read_err) < 0) {
-    bool missing = read_err->errno_ == ENOENT;
-    if (!missing)
-      move_aside(path, read_err->msg);
-    plg_error_release(&read_err);
-    return;
-  }
-  json_error_t jerr;
-  cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, &jerr);
-  plg_error_t parse_err = NULL;
-  if (j == NULL)
-    plg_error_make(&parse_err, 0, "not JSON: %s (line %d)", jerr.text, jerr.line);
-  else
-    tm_table_from_json(j, t, &parse_err);
-  if (parse_err != NULL) {
-    move_aside(path, parse_err->msg);
-    plg_error_release(&parse_err);
-    return;
-  }
-  plg_info("loaded %zu volume(s) from %s", t->n, path);
+  json_t *state = NULL;
+  if (plg_state_load(&state_format, path, &state, err) < 0)
+    return -1;
+  size_t n = plg_state_each(&state_format, state, "volumes", volume_from_json, t);
+  if (state != NULL)
+    plg_info("loaded %zu volume(s) from %s", n, path);
+  json_decref(state);
+  return 0;
 }

@@ -1,6 +1,7 @@
 /* The volume table: what users created, with the mount IDs Docker holds on each volume, and its
  * persistence. Docker forgets a volume the moment its plugin does, so this table is saved on every
- * change and never loses an entry it cannot read: a damaged file is moved aside, not ignored. */
+ * change and never loses an entry it cannot read: a damaged file is moved aside, not ignored, and
+ * a file that cannot be read now stops the plugin from starting. */
 #ifndef TM_TABLE_H
 #define TM_TABLE_H
 
@@ -44,13 +45,15 @@ bool tm_volume_add_id(struct tm_volume *v, const char *id);
 bool tm_volume_remove_id(struct tm_volume *v, const char *id);
 
 json_t *tm_table_to_json(const struct tm_table *t);
-/* Every entry is validated again, as if Docker had sent it: a hand-edited file cannot smuggle in
- * what Create would refuse. Invalid entries are reported in ERR and the whole load fails. */
-int tm_table_from_json(json_t *j, struct tm_table *t, plg_error_t *err);
 
+/* The table is saved on every change, atomically; a table the loader would refuse is never
+ * written (plg_state). */
 int tm_table_save(const struct tm_table *t, const char *path, plg_error_t *err);
-/* A missing file is an empty table. An unreadable or invalid one is renamed to
- * "<path>.corrupt-<unix time>", logged, and the table starts empty (never fatal). */
-void tm_table_load(struct tm_table *t, const char *path);
+/* A missing file is an empty table. A damaged one is moved aside to "<path>.corrupt-<time>",
+ * logged, and the table starts empty. An entry that fails the checks of a Create (a hand-edited
+ * file cannot smuggle in what Create would refuse) is skipped and logged; the others are kept.
+ * -1 when the file cannot be read now (EIO, EACCES...): it is left untouched, and the plugin must
+ * not start, or its next save would overwrite every volume. */
+int tm_table_load(struct tm_table *t, const char *path, plg_error_t *err);
 
 #endif

@@ -229,6 +229,19 @@ static void a_volume_that_cannot_be_let_go_on_disk_stays(void **state)
   assert_int_equal(rename(moved, states), 0);
 }
 
+/* A table that cannot be read now must not be overwritten by an empty one: the plugin does not start. */
+static void the_plugin_does_not_start_on_a_table_it_cannot_read(void **state)
+{
+  struct fixture *f = *state;
+  assert_int_equal(mkdir(f->state_file, 0700), 0); /* reading it fails with EISDIR */
+  plg_error_t err = NULL;
+  assert_int_equal(tm_init(&f->ctx, &err), -1);
+  assert_non_null(strstr(err->msg, "cannot be read now; not starting"));
+  plg_error_release(&err);
+  f->ctx = NULL;
+  rmdir(f->state_file);
+}
+
 static void silence_is_final_only_after_the_linger_time(void **state)
 {
   (void)state;
@@ -247,6 +260,7 @@ int main(void)
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(a_volume_whose_server_answers_is_kept, setup, teardown),
       cmocka_unit_test_setup_teardown(a_volume_that_cannot_be_let_go_on_disk_stays, setup, teardown),
+      cmocka_unit_test_setup_teardown(the_plugin_does_not_start_on_a_table_it_cannot_read, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

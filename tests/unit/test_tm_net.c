@@ -133,7 +133,7 @@ static void a_lookup_that_never_ends_does_not_hold_the_caller(void **state)
   *state = &threads_before;
   struct tm_addr addr;
   plg_error_t err = NULL;
-  assert_int_equal(tm_net_resolve("never-answers.teleplug.test", 22, 300, &addr, &err), -1);
+  assert_int_equal(tm_net_resolve("never-answers.teleplug.test", 22, 300, -1, &addr, &err), -1);
   assert_non_null(strstr(err->msg, "no answer within 300 ms"));
   plg_error_release(&err);
   /* the query reached the server, which has not answered: the lookup still runs (the resolver
@@ -146,10 +146,10 @@ static void literals_are_not_looked_up(void **state)
   (void)state;
   struct tm_addr addr;
   plg_error_t err = NULL;
-  assert_int_equal(tm_net_resolve("fd00::1", 34439, 100, &addr, &err), 0);
+  assert_int_equal(tm_net_resolve("fd00::1", 34439, 100, -1, &addr, &err), 0);
   assert_int_equal(addr.family, AF_INET6);
   assert_string_equal(addr.text, "fd00::1");
-  assert_int_equal(tm_net_resolve("172.17.0.2", 34439, 100, &addr, &err), 0);
+  assert_int_equal(tm_net_resolve("172.17.0.2", 34439, 100, -1, &addr, &err), 0);
   assert_int_equal(addr.family, AF_INET);
   assert_int_equal(ntohs(((struct sockaddr_in *)&addr.sa)->sin_port), 34439);
 }
@@ -164,7 +164,7 @@ static char *hello_against(const unsigned char *reply, size_t len, bool close_af
   if (close_after)
     close(sv[1]);
   plg_error_t err = NULL;
-  int rc = tm_net_sftp_hello(sv[0], 200, &err);
+  int rc = tm_net_sftp_hello(sv[0], 200, -1, &err);
   char *msg = rc == 0 ? NULL : xstrdup(err->msg);
   plg_error_release(&err);
   unsigned char init[9];

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static void opts(struct tm_opts *o, const char *json)
@@ -69,7 +70,7 @@ static void the_table_survives_a_save_and_load(void **state)
   assert_int_equal(tm_table_save(&t, path, &err), 0);
 
   struct tm_table u;
-  tm_table_load(&u, path);
+  assert_int_equal(tm_table_load(&u, path, &err), 0);
   assert_int_equal(u.n, 2);
   struct tm_volume *w = tm_table_find(&u, "v1");
   assert_non_null(w);
@@ -90,7 +91,8 @@ static void a_missing_file_is_an_empty_table(void **state)
 {
   (void)state;
   struct tm_table t;
-  tm_table_load(&t, "/nonexistent/telemount/volumes.json");
+  plg_error_t err = NULL;
+  assert_int_equal(tm_table_load(&t, "/nonexistent/telemount/volumes.json", &err), 0);
   assert_int_equal(t.n, 0);
 }
 
@@ -103,7 +105,7 @@ static void expect_moved_aside(const char *text)
   plg_error_t err = NULL;
   assert_int_equal(plg_fs_write_atomic(path, text, strlen(text), 0600, &err), 0);
   struct tm_table t;
-  tm_table_load(&t, path);
+  assert_int_equal(tm_table_load(&t, path, &err), 0);
   assert_int_equal(t.n, 0);
   assert_int_equal(access(path, F_OK), -1);
   DIR *d = opendir(dir);
@@ -128,25 +130,72 @@ static void expect_moved_aside(const char *text)
 static void a_damaged_file_is_moved_aside_not_fatal(void **state)
 {
   (void)state;
-  expect_moved_aside("{\"version\":1,\"volumes\":[");                   /* truncated */
-  expect_moved_aside("\x00\x01garbage");                                /* not JSON */
-  expect_moved_aside("{\"version\":99,\"volumes\":[]}");                /* unknown version */
-  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"v\"}]}"); /* fields missing */
+  expect_moved_aside("{\"version\":1,\"volumes\":[");    /* truncated */
+  expect_moved_aside("\x00\x01garbage");                 /* not JSON */
+  expect_moved_aside("{\"version\":99,\"volumes\":[]}"); /* unknown version */
+  expect_moved_aside("{\"version\":1,\"volumes\":{}}");  /* the list is not a list */
 }
 
-static void a_tampered_entry_is_validated_like_a_create(void **state)
+/* Loads TEXT and returns the table; the file must stay where it is. */
+static void load_text(const char *text, struct tm_table *t)
+{
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/volumes.json", dir);
+  plg_error_t err = NULL;
+  assert_int_equal(plg_fs_write_atomic(path, text, strlen(text), 0600, &err), 0);
+  assert_int_equal(tm_table_load(t, path, &err), 0);
+  assert_int_equal(access(path, F_OK), 0);
+  unlink(path);
+  rmdir(dir);
+}
+
+#define GOOD_ENTRY "{\"name\":\"good\",\"created_at\":\"x\",\"options\":{\"container\":\"c\",\"port\":\"1\"}}"
+
+/* Issue 13: one invalid entry threw the whole table away. Each entry is checked as a Create would
+ * check it; a bad one is skipped (and logged), the others are kept. */
+static void a_tampered_entry_is_skipped_and_the_others_kept(void **state)
 {
   (void)state;
-  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
-                     "{\"container\":\"../..\",\"port\":\"1\"}}]}");
-  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"../v\",\"created_at\":\"x\",\"options\":"
-                     "{\"container\":\"c\",\"port\":\"1\"}}]}");
-  expect_moved_aside("{\"version\":1,\"volumes\":[{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
-                     "{\"container\":\"c\",\"port\":\"1\",\"host\":\"-oProxyCommand=x\"}}]}");
-  expect_moved_aside(
-      "{\"version\":1,\"volumes\":[{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
-      "{\"container\":\"c\",\"port\":\"1\"}},{\"name\":\"v1\",\"created_at\":\"x\",\"options\":"
-      "{\"container\":\"c\",\"port\":\"1\"}}]}");
+  const char *bad[] = {
+      "{\"name\":\"v1\",\"created_at\":\"x\",\"options\":{\"container\":\"../..\",\"port\":\"1\"}}",
+      "{\"name\":\"../v\",\"created_at\":\"x\",\"options\":{\"container\":\"c\",\"port\":\"1\"}}",
+      "{\"name\":\"v1\",\"created_at\":\"x\",\"options\":{\"container\":\"c\",\"port\":\"1\",\"host\":\"-"
+      "oProxyCommand=x\"}}",
+      "{\"name\":\"v\"}",
+      "{\"name\":\"v1\",\"created_at\":\"x\",\"options\":{\"container\":\"c\",\"port\":\"1\"},\"mount_ids\":["
+      "7]}",
+      "\"not an object\"",
+      GOOD_ENTRY, /* a second one of the same name */
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    cleanup_free char *text = xasprintf("{\"version\":1,\"volumes\":[" GOOD_ENTRY ",%s]}", bad[i]);
+    struct tm_table t;
+    load_text(text, &t);
+    assert_int_equal(t.n, 1);
+    assert_non_null(tm_table_find(&t, "good"));
+    assert_int_equal(t.vols[0]->n_ids, 0);
+    tm_table_clear(&t);
+  }
+}
+
+/* Issue 13: a read error that may pass (EIO, EACCES) moved the whole table aside. It is an error
+ * the plugin stops on, and the file stays. A directory where the file should be stands for it. */
+static void a_file_that_cannot_be_read_now_stays_and_is_an_error(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/volumes.json", dir);
+  assert_int_equal(mkdir(path, 0700), 0);
+  struct tm_table t;
+  plg_error_t err = NULL;
+  assert_int_equal(tm_table_load(&t, path, &err), -1);
+  assert_non_null(err);
+  plg_error_release(&err);
+  struct stat st;
+  assert_int_equal(stat(path, &st), 0); /* still there, not moved aside */
+  assert_true(S_ISDIR(st.st_mode));
+  rmdir(path);
+  rmdir(dir);
 }
 
 int main(void)
@@ -157,7 +206,8 @@ int main(void)
       cmocka_unit_test(the_table_survives_a_save_and_load),
       cmocka_unit_test(a_missing_file_is_an_empty_table),
       cmocka_unit_test(a_damaged_file_is_moved_aside_not_fatal),
-      cmocka_unit_test(a_tampered_entry_is_validated_like_a_create),
+      cmocka_unit_test(a_tampered_entry_is_skipped_and_the_others_kept),
+      cmocka_unit_test(a_file_that_cannot_be_read_now_stays_and_is_an_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
