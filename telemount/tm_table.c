@@ -194,15 +194,19 @@ int tm_table_save(const struct tm_table *t, const char *path, plg_error_t *err)
   return plg_state_save(&state_format, path, j, err);
 }
 
+size_t tm_table_from_state(json_t *state, struct tm_table *t)
+{
+  return plg_state_each(&state_format, state, "volumes", volume_from_json, t);
+}
+
 int tm_table_load(struct tm_table *t, const char *path, plg_error_t *err)
 {
   tm_table_init(t);
   json_t *state = NULL;
   if (plg_state_load(&state_format, path, &state, err) < 0)
     return -1;
-  size_t n = plg_state_each(&state_format, state, "volumes", volume_from_json, t);
   if (state != NULL)
-    plg_info("loaded %zu volume(s) from %s", n, path);
+    plg_info("loaded %zu volume(s) from %s", tm_table_from_state(state, t), path);
   json_decref(state);
   return 0;
 }

@@ -45,6 +45,9 @@ bool tm_volume_add_id(struct tm_volume *v, const char *id);
 bool tm_volume_remove_id(struct tm_volume *v, const char *id);
 
 json_t *tm_table_to_json(const struct tm_table *t);
+/* Takes the entries of a decoded state file (plg_state) into T, each checked as a Create would
+ * check it; an invalid one is skipped and logged. Returns how many were taken. */
+size_t tm_table_from_state(json_t *state, struct tm_table *t);
 
 /* The table is saved on every change, atomically; a table the loader would refuse is never
  * written (plg_state). */

@@ -366,7 +366,14 @@ int tr_init(void **ctx, plg_error_t *err)
   pthread_mutex_init(&c->lock, NULL);
   plg_cond_init_monotonic(&c->idle);
   cleanup_free char *file = xasprintf("%s/state.json", c->cfg.state_dir);
-  c->state = tr_state_open(file, c->cfg.connect_timeout_ms, c->cfg.call_timeout_ms);
+  c->state = tr_state_open(file, c->cfg.connect_timeout_ms, c->cfg.call_timeout_ms, err);
+  if (c->state == NULL) {
+    pthread_cond_destroy(&c->idle);
+    pthread_mutex_destroy(&c->lock);
+    free(c);
+    return plg_error_wrap(
+        err, "the network table cannot be read now; not starting, so that it is not overwritten");
+  }
   c->refresh = tr_refresh_start(c->state, c->cfg.refresh_ms);
   *ctx = c;
   return 0;

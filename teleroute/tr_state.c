@@ -29,16 +29,20 @@ static void save_locked(struct tr_state *st)
   }
 }
 
-struct tr_state *tr_state_open(const char *state_file, int64_t connect_timeout_ms, int64_t call_timeout_ms)
+struct tr_state *tr_state_open(const char *state_file, int64_t connect_timeout_ms, int64_t call_timeout_ms,
+                               plg_error_t *err)
 {
+  struct tr_table table;
+  if (tr_table_load(&table, state_file, TR_STATE_MAX_BYTES, err) < 0) /* sessions connect on first use */
+    return NULL;
   struct tr_state *st = xcalloc(1, sizeof *st);
+  st->table = table;
   pthread_mutex_init(&st->lock, NULL);
   plg_cond_init_monotonic(&st->wake);
   st->file = xstrdup(state_file);
   st->sessions = tr_session_group_new();
   st->connect_timeout_ms = connect_timeout_ms;
   st->call_timeout_ms = call_timeout_ms;
-  tr_table_load(&st->table, st->file, TR_STATE_MAX_BYTES); /* sessions connect on first use, not here */
   return st;
 }
 

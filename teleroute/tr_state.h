@@ -21,9 +21,10 @@
 
 struct tr_state;
 
-/* Loads STATE_FILE (missing: empty; damaged: moved aside, see tr_table_load). Sessions are made
- * on first use with the two timeouts. */
-struct tr_state *tr_state_open(const char *state_file, int64_t connect_timeout_ms, int64_t call_timeout_ms);
+/* Loads STATE_FILE (missing: empty; damaged: moved aside, see tr_table_load); NULL with the reason
+ * when it cannot be read now. Sessions are made on first use with the two timeouts. */
+struct tr_state *tr_state_open(const char *state_file, int64_t connect_timeout_ms, int64_t call_timeout_ms,
+                               plg_error_t *err);
 /* The start of a stop: every session's calls end with CANCELLED, every later one too, and
  * tr_state_sleep returns at once. Quick; may be called more than once. */
 void tr_state_stop(struct tr_state *st);

@@ -3,6 +3,7 @@
 #include "plg_fs.h"
 #include "plg_json.h"
 #include "plg_log.h"
+#include "plg_state.h"
 #include "plg_util.h"
 
 #include <ctype.h>
@@ -198,14 +199,18 @@ static int network_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
   struct tr_net_opts opts;
   if (tr_net_opts_parse(generic, &opts, err) < 0)
     return -1;
+  if (tr_table_network(t, id) != NULL)
+    return plg_error_make(err, 0, "network %.12s appears twice", id);
   struct tr_network *n = tr_table_add_network(t, id);
   n->opts = opts;
   n->daemon_option_seen = json_is_true(json_object_get(j, "daemon_option_seen"));
   n->endpoints_created = (unsigned)json_integer_value(json_object_get(j, "endpoints_created"));
-  return prefixes_from_json(pools, n->pools, &n->n_pools, err) < 0 ||
-                 prefixes_from_json(gws, n->gateways, &n->n_gateways, err) < 0
-             ? -1
-             : 0;
+  if (prefixes_from_json(pools, n->pools, &n->n_pools, err) < 0 ||
+      prefixes_from_json(gws, n->gateways, &n->n_gateways, err) < 0) {
+    tr_table_remove_network(t, id); /* an entry is taken whole or not at all */
+    return -1;
+  }
+  return 0;
 }
 
 static int optional_prefix(json_t *j, const char *key, struct tr_prefix *p, plg_error_t *err)
@@ -229,14 +234,18 @@ static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
       plg_json_array(j, "routes", true, &routes, err) < 0 || tr_id_check("id", id, err) < 0 ||
       tr_id_check("network", net, err) < 0 || strlen(src) > 15)
     return plg_error_make(err, 0, "a bad endpoint entry");
+  if (tr_table_endpoint(t, id) != NULL)
+    return plg_error_make(err, 0, "endpoint %.12s appears twice", id);
   struct tr_endpoint *e = tr_table_add_endpoint(t, id, net);
   e->daemon = json_is_true(json_object_get(j, "daemon"));
   e->joined = json_is_true(json_object_get(j, "joined"));
   snprintf(e->src_name, sizeof e->src_name, "%s", src);
   if (key != NULL)
     e->sandbox_key = xstrdup(key);
-  if (optional_prefix(j, "addr4", &e->addr4, err) < 0 || optional_prefix(j, "addr6", &e->addr6, err) < 0)
+  if (optional_prefix(j, "addr4", &e->addr4, err) < 0 || optional_prefix(j, "addr6", &e->addr6, err) < 0) {
+    tr_table_remove_endpoint(t, id); /* an entry is taken whole or not at all */
     return -1;
+  }
   size_t n = json_array_size(routes), i;
   struct tr_route *list = xcalloc(n ? n : 1, sizeof *list);
   json_t *r;
@@ -245,6 +254,7 @@ static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
     if (optional_prefix(r, "dst", &list[i].dst, err) < 0 ||
         optional_prefix(r, "via", &list[i].via, err) < 0 || list[i].dst.family == 0) {
       free(list);
+      tr_table_remove_endpoint(t, id);
       return plg_error_make(err, 0, "a bad route of endpoint %s", id);
     }
   }
@@ -253,72 +263,46 @@ static int endpoint_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
   return 0;
 }
 
-int tr_table_from_json(json_t *j, struct tr_table *t, plg_error_t *err)
+static const char *const state_lists[] = {"networks", "endpoints", NULL};
+
+static struct plg_state_format state_format(size_t max_bytes)
 {
-  json_t *nets, *eps, *v;
-  size_t i;
-  json_t *version = json_object_get(j, "version");
-  if (!json_is_integer(version) || json_integer_value(version) != STATE_VERSION)
-    return plg_error_make(err, 0, "unknown state version (expected %d)", STATE_VERSION);
-  if (plg_json_array(j, "networks", true, &nets, err) < 0 ||
-      plg_json_array(j, "endpoints", true, &eps, err) < 0)
-    return -1;
-  json_array_foreach(nets, i, v)
-  {
-    if (!json_is_object(v) || network_from_json(v, t, err) < 0)
-      goto fail;
-  }
-  json_array_foreach(eps, i, v)
-  {
-    if (!json_is_object(v) || endpoint_from_json(v, t, err) < 0)
-      goto fail;
-  }
-  return 0;
-fail:
-  tr_table_clear(t);
-  return plg_error_make(err, 0, "an invalid entry");
+  return (struct plg_state_format){"network table", STATE_VERSION, state_lists, max_bytes};
+}
+
+static int take_network(json_t *entry, void *arg, plg_error_t *err)
+{
+  return network_from_json(entry, arg, err);
+}
+
+static int take_endpoint(json_t *entry, void *arg, plg_error_t *err)
+{
+  return endpoint_from_json(entry, arg, err);
+}
+
+size_t tr_table_from_state(json_t *state, struct tr_table *t)
+{
+  struct plg_state_format fmt = state_format(0);
+  return plg_state_each(&fmt, state, "networks", take_network, t) +
+         plg_state_each(&fmt, state, "endpoints", take_endpoint, t);
 }
 
 int tr_table_save(const struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err)
 {
+  struct plg_state_format fmt = state_format(max_bytes);
   cleanup_json json_t *j = tr_table_to_json(t);
-  cleanup_free char *text = json_dumps(j, JSON_INDENT(1) | JSON_SORT_KEYS);
-  cleanup_free char *dir = plg_fs_dirname(path);
-  if (text == NULL)
-    return plg_error_make(err, 0, "cannot encode the network table");
-  size_t len = strlen(text);
-  if (len > max_bytes)
-    return plg_error_make(
-        err, 0,
-        "the network table takes %zu bytes, more than the %zu a restart would load; %s keeps "
-        "its previous content",
-        len, max_bytes, path);
-  if (plg_fs_mkdir_p(dir, 0700, err) < 0)
-    return -1;
-  return plg_fs_write_atomic(path, text, len, 0600, err);
+  return plg_state_save(&fmt, path, j, err);
 }
 
-void tr_table_load(struct tr_table *t, const char *path, size_t max_bytes)
+int tr_table_load(struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err)
 {
   memset(t, 0, sizeof *t);
-  cleanup_free char *text = NULL;
-  plg_error_t err = NULL;
-  if (plg_fs_read_file(path, max_bytes, &text, NULL, &err) == 0) {
-    cleanup_json json_t *j = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
-    if (j != NULL && tr_table_from_json(j, t, &err) == 0) {
-      plg_info("loaded the network table from %s", path);
-      return;
-    }
-    if (err == NULL)
-      plg_error_make(&err, 0, "not JSON");
-  } else if (err->errno_ == ENOENT) {
-    plg_error_release(&err);
-    return;
-  }
-  cleanup_free char *aside = xasprintf("%s.corrupt-%ld", path, (long)time(NULL));
-  if (rename(path, aside) == 0)
-    plg_error("network table %s is unusable (%s); moved it to %s and starting empty", path, err->msg, aside);
-  else
-    plg_error("network table %s is unusable (%s) and cannot be moved aside", path, err->msg);
-  plg_error_release(&err);
+  struct plg_state_format fmt = state_format(max_bytes);
+  json_t *state = NULL;
+  if (plg_state_load(&fmt, path, &state, err) < 0)
+    return -1;
+  if (state != NULL)
+    plg_info("loaded %zu network(s) and endpoint(s) from %s", tr_table_from_state(state, t), path);
+  json_decref(state);
+  return 0;
 }

@@ -64,11 +64,14 @@ void tr_endpoint_set_routes(struct tr_endpoint *e, const struct tr_route *routes
 void tr_table_clear(struct tr_table *t);
 
 json_t *tr_table_to_json(const struct tr_table *t);
-int tr_table_from_json(json_t *j, struct tr_table *t, plg_error_t *err);
+/* Takes the entries of a decoded state file (plg_state) into T; each is checked as the request that
+ * made it was, and an invalid one is skipped and logged. Returns how many were taken. */
+size_t tr_table_from_state(json_t *state, struct tr_table *t);
 /* Writes the table atomically, unless its text would exceed MAX_BYTES (TR_STATE_MAX_BYTES): then
  * the file keeps its previous content and the error names both sizes. */
 int tr_table_save(const struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err);
-/* Missing: empty. Damaged or over MAX_BYTES: moved aside to "<path>.corrupt-<time>", logged, empty. */
-void tr_table_load(struct tr_table *t, const char *path, size_t max_bytes);
+/* Missing: empty. Damaged or over MAX_BYTES: moved aside to "<path>.corrupt-<time>", logged, empty.
+ * -1 when it cannot be read now (EIO, EACCES...): it stays, and the plugin must not start. */
+int tr_table_load(struct tr_table *t, const char *path, size_t max_bytes, plg_error_t *err);
 
 #endif

@@ -1,7 +1,7 @@
-/* libFuzzer: arbitrary bytes as teleroute's state file. A table the loader takes must save, under
- * the one size limit, to a file that loads again to the same table; a file it refuses leaves the
- * table empty. */
+/* libFuzzer: arbitrary bytes as teleroute's state file. What the loader takes must save, under the
+ * one size limit, to a file that loads again to the same table. */
 #include "plg_util.h"
+#include "plg_state.h"
 #include "tr_table.h"
 
 #include <jansson.h>
@@ -19,35 +19,38 @@ static char *dump(const struct tr_table *t)
   return text;
 }
 
+static const char *const lists[] = {"networks", "endpoints", NULL};
+static const struct plg_state_format format = {"network table", 1, lists, 0};
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-  json_t *j = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
-  if (j == NULL)
-    return 0;
-  struct tr_table t = {0};
+  json_t *state = NULL;
   plg_error_t err = NULL;
-  if (tr_table_from_json(j, &t, &err) < 0) {
-    if (t.networks != NULL || t.endpoints != NULL)
-      abort(); /* never half-loaded */
-  } else {
-    char *first = dump(&t);
-    if (strlen(first) > TR_STATE_MAX_BYTES)
-      abort(); /* a file under the limit loaded: what it saves stays under it (inputs are small) */
-    json_t *again = json_loads(first, JSON_REJECT_DUPLICATES, NULL);
-    struct tr_table u = {0};
-    plg_error_t err2 = NULL;
-    if (again == NULL || tr_table_from_json(again, &u, &err2) < 0)
-      abort(); /* a saved table must load */
-    char *second = dump(&u);
-    if (strcmp(first, second) != 0)
-      abort();
-    free(second);
-    free(first);
-    json_decref(again);
-    tr_table_clear(&u);
+  if (plg_state_decode(&format, (const char *)data, size, &state, &err) < 0) {
+    plg_error_release(&err);
+    return 0;
   }
-  plg_error_release(&err);
+  /* whatever entries pass their checks are taken whole; what is taken saves and loads again to
+   * the same table (an invalid entry never comes back as a valid one) */
+  struct tr_table t = {0};
+  size_t taken = tr_table_from_state(state, &t);
+  char *first = dump(&t);
+  if (strlen(first) > TR_STATE_MAX_BYTES)
+    abort(); /* a file under the limit loaded: what it saves stays under it (inputs are small) */
+  json_t *again = NULL;
+  if (plg_state_decode(&format, first, strlen(first), &again, &err) < 0)
+    abort(); /* a saved table must decode */
+  struct tr_table u = {0};
+  if (tr_table_from_state(again, &u) != taken)
+    abort(); /* and every entry of it load */
+  char *second = dump(&u);
+  if (strcmp(first, second) != 0)
+    abort();
+  free(second);
+  free(first);
+  json_decref(again);
+  json_decref(state);
+  tr_table_clear(&u);
   tr_table_clear(&t);
-  json_decref(j);
   return 0;
 }
