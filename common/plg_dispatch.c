@@ -2,6 +2,7 @@
  * where an error becomes {"Err": "..."}. */
 #include "plg_json.h"
 #include "plg_log.h"
+#include "plg_text.h"
 #include "plg_server.h"
 #include "plg_util.h"
 
@@ -15,11 +16,8 @@ static json_t *safe_json_string(const char *text)
   json_t *s = json_string(text);
   if (s != NULL)
     return s;
-  cleanup_free char *copy = xstrdup(text);
-  for (char *p = copy; *p != '\0'; p++)
-    if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
-      *p = '?';
-  return json_string(copy);
+  cleanup_free char *copy = xmalloc(strlen(text) + 1);
+  return json_string(plg_text_printable(copy, text, strlen(text)));
 }
 
 static void respond_json(struct plg_response *resp, int status, json_t *body)
@@ -43,12 +41,7 @@ static void respond_error(struct plg_response *resp, int status, const char *msg
 /* Paths are attacker-controlled and may be long: quote at most 64 printable characters. */
 static char *printable_path(const char *path)
 {
-  size_t n = strnlen(path, 64);
-  char *copy = xstrndup(path, n);
-  for (char *p = copy; *p != '\0'; p++)
-    if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f || *p == '"')
-      *p = '?';
-  return copy;
+  return plg_text_printable(xmalloc(65), path, 64);
 }
 
 static const struct plg_route *find_route(const struct plg_service *svc, const char *call)

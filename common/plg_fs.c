@@ -44,8 +44,9 @@ int plg_fs_mkdir_p(const char *path, mode_t mode, plg_error_t *err)
   return 0;
 }
 
-static int write_all_fd(int fd, const char *data, size_t len)
+int plg_fs_write_all(int fd, const void *buf, size_t len)
 {
+  const char *data = buf;
   while (len > 0) {
     ssize_t n = write(fd, data, len);
     if (n < 0 && errno == EINTR)
@@ -101,7 +102,7 @@ int plg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t m
   int fd = create_temporary(path, mode, &tmp, err);
   if (fd < 0)
     return -1;
-  if (write_all_fd(fd, data, len) < 0 || fsync(fd) < 0) {
+  if (plg_fs_write_all(fd, data, len) < 0 || fsync(fd) < 0) {
     int saved = errno;
     close(fd);
     unlink(tmp);

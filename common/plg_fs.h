@@ -13,6 +13,9 @@ char *plg_fs_dirname(const char *path);
 /* mkdir -p: creates PATH and its missing parents with MODE; existing directories are fine. */
 int plg_fs_mkdir_p(const char *path, mode_t mode, plg_error_t *err);
 
+/* Writes all LEN bytes to FD (restarting after a signal); -1 with errno on a failed write. */
+int plg_fs_write_all(int fd, const void *data, size_t len);
+
 /* Replaces PATH with DATA so that a crash leaves either the old or the new content, never a
  * torn file: write a temporary sibling (a unique name, created with O_EXCL|O_NOFOLLOW), fsync
  * it, rename it over PATH, fsync the directory. Concurrent writers never share a temporary. */

@@ -81,19 +81,6 @@ unsigned long plg_log_dropped(void)
   return atomic_load(&dropped_total);
 }
 
-static void write_all(int fd, const char *buf, size_t len)
-{
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return; /* nowhere left to report a failing log */
-    buf += n;
-    len -= (size_t)n;
-  }
-}
-
 static size_t format_timestamp(char *buf, size_t size)
 {
   struct timespec ts;
@@ -132,7 +119,7 @@ static void write_file(const struct line *l)
 {
   pthread_mutex_lock(&file_lock);
   if (log_file_fd >= 0)
-    write_all(log_file_fd, l->text, l->len);
+    (void)plg_fs_write_all(log_file_fd, l->text, l->len);
   pthread_mutex_unlock(&file_lock);
 }
 
@@ -157,14 +144,14 @@ static void *writer_main(void *arg)
           xasprintf("%lu log line(s) dropped: the log output was not being read", dropped);
       struct line *note = make_line(STDERR_FILENO, "warn", msg);
       write_file(note);
-      write_all(note->fd, note->text, note->len);
+      (void)plg_fs_write_all(note->fd, note->text, note->len);
       free(note);
     }
     size_t written = 0;
     while (batch != NULL) {
       struct line *l = batch;
       batch = l->next;
-      write_all(l->fd, l->text, l->len);
+      (void)plg_fs_write_all(l->fd, l->text, l->len);
       written += l->len;
       free(l);
     }
@@ -274,7 +261,7 @@ void plg_log(enum plg_log_level level, const char *fmt, ...)
     start_writer();
   if (!writer_started) { /* at exit, or no thread to be had: write it here, as a last resort */
     pthread_mutex_unlock(&log_lock);
-    write_all(l->fd, l->text, l->len);
+    (void)plg_fs_write_all(l->fd, l->text, l->len);
     free(l);
     errno = saved_errno;
     return;

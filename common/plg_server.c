@@ -22,6 +22,7 @@
 #include "plg_server.h"
 
 #include "plg_log.h"
+#include "plg_text.h"
 #include "plg_util.h"
 
 #include <errno.h>
@@ -109,10 +110,7 @@ static void log_mhd_error(void *cls, const char *fmt, va_list ap)
  * printable characters. */
 static void printable_path(const char *url, char out[static 65])
 {
-  size_t i;
-  for (i = 0; i < 64 && url[i] != '\0'; i++)
-    out[i] = (unsigned char)url[i] < 0x20 || (unsigned char)url[i] >= 0x7f ? '?' : url[i];
-  out[i] = '\0';
+  plg_text_printable(out, url, 64);
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *conn, int status, char *body)

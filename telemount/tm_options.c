@@ -2,6 +2,7 @@
 
 #include "plg_net.h"
 #include "plg_settings.h"
+#include "plg_text.h"
 #include "plg_util.h"
 
 #include <arpa/inet.h>
@@ -29,14 +30,6 @@ int tm_volume_name_check(const char *name, plg_error_t *err)
   return 0;
 }
 
-static bool has_control_chars(const char *s)
-{
-  for (; *s != '\0'; s++)
-    if ((unsigned char)*s < 0x20 || *s == 0x7f)
-      return true;
-  return false;
-}
-
 static int parse_container(const char *value, char **out, plg_error_t *err)
 {
   if (*value == '\0')
@@ -59,7 +52,7 @@ static int parse_dir(const char *value, char **out, plg_error_t *err)
 {
   if (strlen(value) > MAX_DIR)
     return plg_error_bad_request(err, "option \"dir\" is longer than %d characters", MAX_DIR);
-  if (has_control_chars(value))
+  if (plg_text_has_control(value))
     return plg_error_bad_request(err, "option \"dir\" contains control characters");
   cleanup_free char *copy = xstrdup(value);
   char *result = xcalloc(1, strlen(value) + 1);

@@ -1,5 +1,6 @@
 #include "tr_grpc_frame.h"
 
+#include "plg_text.h"
 #include "plg_util.h"
 
 #include <ctype.h>
@@ -144,7 +145,7 @@ char *tr_grpc_decode_message(const char *value, size_t len)
       i += 2;
     }
     /* printable ASCII only: this text ends up in Docker's error message and our JSON */
-    out[o++] = ((unsigned char)c < 0x20 || (unsigned char)c >= 0x7f) ? '?' : c;
+    out[o++] = plg_text_printable_char((unsigned char)c) ? c : '?';
   }
   out[o] = '\0';
   return out;
