@@ -60,19 +60,6 @@ static bool is_blank(const char *body, size_t len)
   return true;
 }
 
-static const char *json_kind(const json_t *j)
-{
-  if (json_is_array(j))
-    return "an array";
-  if (json_is_string(j))
-    return "a string";
-  if (json_is_number(j))
-    return "a number";
-  if (json_is_boolean(j))
-    return "a boolean";
-  return "null";
-}
-
 /* Parses the body into an object, or answers 400 and returns NULL. */
 static json_t *parse_body(const struct plg_route *route, const char *body, size_t len,
                           struct plg_response *resp)
@@ -97,7 +84,7 @@ static json_t *parse_body(const struct plg_route *route, const char *body, size_
   }
   if (!json_is_object(req)) {
     cleanup_free char *msg =
-        xasprintf("%s: request body must be a JSON object, not %s", route->call, json_kind(req));
+        xasprintf("%s: request body must be a JSON object, not %s", route->call, plg_json_kind(req));
     json_decref(req);
     respond_error(resp, 400, msg);
     return NULL;

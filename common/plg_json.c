@@ -137,3 +137,18 @@ json_t *plg_json_pack(const char *fmt, ...)
   }
   return j;
 }
+
+const char *plg_json_kind(const json_t *j)
+{
+  if (json_is_object(j))
+    return "an object";
+  if (json_is_array(j))
+    return "an array";
+  if (json_is_string(j))
+    return "a string";
+  if (json_is_number(j))
+    return "a number";
+  if (json_is_boolean(j))
+    return "a boolean";
+  return "null";
+}

@@ -22,4 +22,7 @@ int plg_json_string_map(json_t *obj, const char *key, json_t **out, plg_error_t 
 /* json_pack for replies that cannot fail except by running out of memory. */
 json_t *plg_json_pack(const char *fmt, ...);
 
+/* "an object", "an array", "a string", "a number", "a boolean" or "null", for messages. */
+const char *plg_json_kind(const json_t *j);
+
 #endif

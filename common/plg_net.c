@@ -78,41 +78,13 @@ bool plg_net_sockaddr(const char *host, int port, struct sockaddr_storage *sa, s
 
 int plg_net_wait(int fd, short events, int64_t deadline)
 {
-  struct pollfd p = {.fd = fd, .events = events};
-  for (;;) {
-    int64_t left = deadline - plg_now_ms();
-    int rc = poll(&p, 1, left > 0 ? (int)left : 0);
-    if (rc < 0 && errno == EINTR)
-      continue;
-    return rc;
-  }
+  return plg_net_wait_cancellable(fd, events, deadline, -1);
 }
 
 int plg_net_connect(const struct sockaddr *sa, socklen_t len, int timeout_ms, bool nonblocking,
                     const char *where, plg_error_t *err)
 {
-  cleanup_close int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0)
-    return plg_error_make(err, errno, "cannot create a socket for %s", where);
-  if (connect(fd, sa, len) < 0) {
-    if (errno != EINPROGRESS)
-      return plg_error_make(err, errno, "cannot connect to %s", where);
-    if (plg_net_wait(fd, POLLOUT, plg_now_ms() + timeout_ms) == 0)
-      return plg_error_make(err, 0, "cannot connect to %s: no answer within %d ms", where, timeout_ms);
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
-    getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-    if (soerr != 0)
-      return plg_error_make(err, soerr, "cannot connect to %s", where);
-  }
-  if (!nonblocking) {
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) < 0)
-      return plg_error_make(err, errno, "cannot configure the socket for %s", where);
-  }
-  int ret = fd;
-  fd = -1;
-  return ret;
+  return plg_net_connect_cancellable(sa, len, timeout_ms, nonblocking, -1, where, err);
 }
 
 int plg_net_wait_cancellable(int fd, short events, int64_t deadline, int cancel_fd)

@@ -21,21 +21,6 @@ static size_t max_bytes(const struct plg_state_format *fmt)
   return fmt->max_bytes > 0 ? fmt->max_bytes : PLG_STATE_MAX_BYTES;
 }
 
-static const char *json_kind(const json_t *j)
-{
-  if (json_is_object(j))
-    return "an object";
-  if (json_is_array(j))
-    return "an array";
-  if (json_is_string(j))
-    return "a string";
-  if (json_is_number(j))
-    return "a number";
-  if (json_is_boolean(j))
-    return "a boolean";
-  return "null";
-}
-
 int plg_state_decode(const struct plg_state_format *fmt, const char *text, size_t len, json_t **state,
                      plg_error_t *err)
 {
@@ -57,7 +42,7 @@ int plg_state_decode(const struct plg_state_format *fmt, const char *text, size_
   for (const char *const *key = fmt->lists; key != NULL && *key != NULL; key++) {
     json_t *list = json_object_get(j, *key);
     if (list != NULL && !json_is_array(list))
-      return plg_error_make(err, 0, "\"%s\" is %s, not an array", *key, json_kind(list));
+      return plg_error_make(err, 0, "\"%s\" is %s, not an array", *key, plg_json_kind(list));
   }
   *state = j;
   j = NULL;
@@ -162,7 +147,7 @@ size_t plg_state_each(const struct plg_state_format *fmt, json_t *state, const c
   {
     plg_error_t err = NULL;
     if (!json_is_object(entry))
-      plg_error_make(&err, 0, "%s, not an object", json_kind(entry));
+      plg_error_make(&err, 0, "%s, not an object", plg_json_kind(entry));
     else if (fn(entry, arg, &err) == 0) {
       kept++;
       continue;
