@@ -44,17 +44,6 @@ static int rendezvous(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
   return 0;
 }
 
-static int slow(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
-{
-  (void)ctx;
-  (void)req;
-  (void)err;
-  atomic_store(&slow_entered, true);
-  usleep(300 * 1000);
-  *reply = plg_json_pack("{s:b}", "Done", 1);
-  return 0;
-}
-
 static int echo(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
 {
   (void)ctx;
@@ -165,6 +154,42 @@ static void on_stopping(void *ctx)
   hook_called = true;
   pthread_cond_broadcast(&gate_cond);
   pthread_mutex_unlock(&gate_lock);
+}
+
+/* Tells that it has begun, then works until the stop has begun (the stopping hook ran): a request
+ * in flight when the stop comes, which then finishes with its reply. */
+static int slow(void *ctx, json_t *req, json_t **reply, plg_error_t *err)
+{
+  (void)ctx;
+  (void)req;
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += HANG_MS / 1000;
+  pthread_mutex_lock(&gate_lock);
+  atomic_store(&slow_entered, true);
+  pthread_cond_broadcast(&gate_cond);
+  int rc = 0;
+  while (!hook_called && rc == 0)
+    rc = pthread_cond_timedwait(&gate_cond, &gate_lock, &deadline);
+  pthread_mutex_unlock(&gate_lock);
+  if (rc != 0)
+    return plg_error_make(err, 0, "the stop never began");
+  *reply = plg_json_pack("{s:b}", "Done", 1);
+  return 0;
+}
+
+bool slow_wait_entered(void)
+{
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += HANG_MS / 1000;
+  pthread_mutex_lock(&gate_lock);
+  int rc = 0;
+  while (!atomic_load(&slow_entered) && rc == 0)
+    rc = pthread_cond_timedwait(&gate_cond, &gate_lock, &deadline);
+  bool entered = atomic_load(&slow_entered);
+  pthread_mutex_unlock(&gate_lock);
+  return entered;
 }
 
 static const struct plg_route routes[] = {

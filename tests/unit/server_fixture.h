@@ -31,6 +31,8 @@ extern int hook_probe_fd;     /* a kept-alive connection the hook sends a reques
 extern int hook_probe_status; /* what that request got */
 extern char *hook_probe_body;
 
+/* Waits until the slow handler (/Test.Slow) has begun; false after HANG_MS. */
+bool slow_wait_entered(void);
 /* Lets every handler waiting at the gate go. */
 void gate_release(void);
 /* Waits until N handlers are at the gate; false after HANG_MS. */

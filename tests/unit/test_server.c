@@ -143,8 +143,7 @@ static void stopping_lets_an_in_flight_request_finish_then_refuses_connections(v
   pthread_t t;
   struct client_arg arg = {f->socket_path, "/Test.Slow", 0};
   pthread_create(&t, NULL, client, &arg);
-  while (!atomic_load(&slow_entered))
-    usleep(1000);
+  assert_true(slow_wait_entered());
   plg_server_stop(f->srv, 5000);
   f->srv = NULL;
   pthread_join(t, NULL);

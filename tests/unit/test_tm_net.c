@@ -89,7 +89,7 @@ static int answer_at_last(void **state)
   }
   pthread_mutex_unlock(&last_lock);
   for (int i = 0; i < 500 && thread_count() > before; i++)
-    usleep(10000); /* glibc's idle lookup threads end on their own timer: nothing to wait on */
+    usleep(10000); /* the lookup's detached thread ends after its answer: no event tells when */
   return 0;
 }
 
