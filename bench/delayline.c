@@ -1,15 +1,19 @@
 /* bench-delayline: a fixed one-way delay for the packets of a kernel link, for the benchmarks.
  *
- * Usage: bench-delayline QUEUE ONE_WAY_MS
+ * Usage: bench-delayline QUEUE DELAY_MS
  *
  * The kernel has no sch_netem here, so the delay is held in user space while the packets stay
- * in the kernel: iptables rules send the link's packets to NFQUEUE number QUEUE (both
- * directions: INPUT -i and OUTPUT -o of the veth in the far namespace), this program binds that
- * queue, notes when each packet arrived and lets it go (NF_ACCEPT) ONE_WAY_MS later. TCP runs
- * end to end between the two namespaces, over the veth, with its own windows and segment sizes;
- * only the departure of each packet is late, as on a long link. Only metadata crosses to user
- * space (NFQNL_COPY_META), GSO packets are queued whole, and since every packet waits the same
- * time they leave in the order they came, so one batch verdict releases all that are due.
+ * in the kernel: an iptables rule sends the packets that arrive over the veth in the far namespace
+ * to NFQUEUE number QUEUE (INPUT -i VETH), and this program binds that queue, notes when each
+ * packet arrived and lets it go (NF_ACCEPT) DELAY_MS later. TCP runs end to end between the two
+ * namespaces, over the veth, with its own windows and segment sizes; only the arrival of each
+ * packet is late, as on a long link. The whole round trip is put on the one direction: a packet
+ * held on its sender's side (OUTPUT) still counts against that socket's TCP small queues, which
+ * then lets only a few packets out at a time (1 MB/s at 10 ms instead of 120), whereas a packet
+ * that crossed the veth into another namespace has been orphaned from its socket. Only metadata
+ * crosses to user space (NFQNL_COPY_META), GSO packets are queued whole, and since every packet
+ * waits the same time they leave in the order they came, so one batch verdict releases all that
+ * are due.
  *
  * It speaks nfnetlink_queue directly (no library), runs until SIGTERM or SIGINT, then lets every
  * held packet go and prints what it did on stderr. Run it in the network namespace of the queue
@@ -169,7 +173,7 @@ int main(int argc, char **argv)
 {
   char *end = NULL;
   if (argc != 3) {
-    fprintf(stderr, "usage: bench-delayline QUEUE ONE_WAY_MS\n");
+    fprintf(stderr, "usage: bench-delayline QUEUE DELAY_MS\n");
     return 2;
   }
   long q = strtol(argv[1], &end, 10);
@@ -179,7 +183,7 @@ int main(int argc, char **argv)
   }
   double ms = strtod(argv[2], &end);
   if (*argv[2] == '\0' || *end != '\0' || !(ms >= 0 && ms <= 10000)) {
-    fprintf(stderr, "bench-delayline: ONE_WAY_MS \"%s\" is not a delay in ms (0-10000)\n", argv[2]);
+    fprintf(stderr, "bench-delayline: DELAY_MS \"%s\" is not a delay in ms (0-10000)\n", argv[2]);
     return 2;
   }
   queue_num = (uint16_t)q;
@@ -215,7 +219,7 @@ int main(int argc, char **argv)
   msg_attr(&m, NFQA_CFG_MASK, &flags, sizeof flags);
   msg_attr(&m, NFQA_CFG_FLAGS, &flags, sizeof flags);
   configure(fd, &m, "configuring the queue");
-  fprintf(stderr, "bench-delayline: queue %u, one-way delay %.3f ms\n", queue_num, ms);
+  fprintf(stderr, "bench-delayline: queue %u, delay %.3f ms\n", queue_num, ms);
 
   static char buf[1 << 16];
   uint64_t packets = 0;
