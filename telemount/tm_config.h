@@ -22,6 +22,7 @@ struct tm_config {
   int64_t health_timeout_ms;  /* HEALTH_CHECK_TIMEOUT */
   int max_conns;              /* SSHFS_MAX_CONNS */
   int read_ahead_kb;          /* READ_AHEAD_KB, 0 = the kernel's default */
+  int64_t cache_timeout_ms;   /* CACHE_TIMEOUT: the freshness bound of what a mount shows, 0 = no cache */
 };
 
 int tm_config_load(struct tm_config *cfg, plg_error_t *err);

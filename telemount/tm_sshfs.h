@@ -7,6 +7,7 @@
 #include "tm_net.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct tm_sshfs_params {
@@ -15,8 +16,9 @@ struct tm_sshfs_params {
   int port;
   bool ro;
   const char *mountpoint;
-  int max_conns; /* > 1 only with directport (IPv4) */
-  int slave_fd;  /* IPv6: a connected socket that becomes sshfs's stdin/stdout */
+  int max_conns;            /* > 1 only with directport (IPv4) */
+  int slave_fd;             /* IPv6: a connected socket that becomes sshfs's stdin/stdout */
+  int64_t cache_timeout_ms; /* CACHE_TIMEOUT: the longest a change on the server may go unseen */
 };
 
 /* Called at most once, from another thread, when the connection is lost (sshfs exited or said
