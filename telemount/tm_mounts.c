@@ -215,8 +215,8 @@ static int start_unlocked(struct tm_mounts *m, struct mount *mt, bool was_lost, 
     remove_local_dirs(mt);
     return -1;
   }
-  struct tm_sshfs_params p = {c->sshfs, &addr,        mt->port, mt->ro,
-                              mt->root, c->max_conns, slave,    c->cache_timeout_ms};
+  struct tm_sshfs_params p = {
+      c->sshfs, &addr, mt->port, mt->ro, mt->root, c->max_conns, slave, c->cache_timeout_ms, c->auto_cache};
   if (tm_sshfs_start(&p, (int)c->mount_timeout_ms, on_lost, mt, out, err) < 0) {
     remove_local_dirs(mt);
     return plg_error_wrap(err, "mounting %s:%d", mt->host, mt->port);

@@ -52,7 +52,7 @@ static void push_arg(char ***argv, size_t *n, char *arg)
  * seconds, checked against time(), so for up to one second more; the kernel then keeps what it got
  * for entry_timeout/attr_timeout. A change on the server can so go unseen for the sum; the split
  * keeps the sum within TIMEOUT_MS and gives the kernel at most 1 s (sshfs's cache is the one that
- * saves round trips). Nothing else caches: without kernel_cache/auto_cache every open drops the
+ * saves round trips). Nothing else caches: unless AUTO_CACHE adds auto_cache every open drops the
  * file's pages, negative_timeout stays 0 (a new file is seen at once), and the kernel does not keep
  * listings. 0 turns sshfs's cache off. */
 static void push_cache_opts(char ***argv, size_t *n, int64_t timeout_ms)
@@ -89,6 +89,10 @@ char **tm_sshfs_argv(const struct tm_sshfs_params *p)
     push_arg(&argv, &n, xstrdup(common[i]));
   }
   push_cache_opts(&argv, &n, p->cache_timeout_ms);
+  if (p->auto_cache) {
+    push_arg(&argv, &n, xstrdup("-o"));
+    push_arg(&argv, &n, xstrdup("auto_cache"));
+  }
   if (p->ro) {
     push_arg(&argv, &n, xstrdup("-o"));
     push_arg(&argv, &n, xstrdup("ro"));

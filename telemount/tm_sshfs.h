@@ -19,6 +19,7 @@ struct tm_sshfs_params {
   int max_conns;            /* > 1 only with directport (IPv4) */
   int slave_fd;             /* IPv6: a connected socket that becomes sshfs's stdin/stdout */
   int64_t cache_timeout_ms; /* CACHE_TIMEOUT: the longest a change on the server may go unseen */
+  bool auto_cache;          /* AUTO_CACHE: keep a file's pages across opens while its mtime and size stay */
 };
 
 /* Called at most once, from another thread, when the connection is lost (sshfs exited or said

@@ -217,13 +217,15 @@ static void the_sshfs_argv_for_ipv4_uses_directport(void **state)
 {
   (void)state;
   struct tm_addr addr = {.family = AF_INET, .text = "172.17.0.2"};
-  struct tm_sshfs_params p = {"sshfs", &addr, 34439, true, "/mnt/volumes/172.17.0.2/34439", 4, -1, 3000};
+  struct tm_sshfs_params p = {"sshfs", &addr, 34439, true, "/mnt/volumes/172.17.0.2/34439",
+                              4,       -1,    3000,  true};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
-  assert_string_equal(s, "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 "
-                         "-o dcache_timeout=1 -o entry_timeout=1.000 -o attr_timeout=1.000 -o ro -o "
-                         "directport=34439 -o "
-                         "max_conns=4 172.17.0.2:/tel_app_exports /mnt/volumes/172.17.0.2/34439");
+  assert_string_equal(
+      s, "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 "
+         "-o dcache_timeout=1 -o entry_timeout=1.000 -o attr_timeout=1.000 -o auto_cache -o ro -o "
+         "directport=34439 -o "
+         "max_conns=4 172.17.0.2:/tel_app_exports /mnt/volumes/172.17.0.2/34439");
   tm_strv_free(argv);
 }
 
@@ -232,7 +234,7 @@ static void the_sshfs_argv_for_ipv6_uses_slave_mode(void **state)
   (void)state;
   struct tm_addr addr = {.family = AF_INET6, .text = "fd00::2"};
   struct tm_sshfs_params p = {
-      "/usr/bin/sshfs", &addr, 34439, false, "/mnt/volumes/fd00__2/34439", 4, 5, 3000};
+      "/usr/bin/sshfs", &addr, 34439, false, "/mnt/volumes/fd00__2/34439", 4, 5, 3000, false};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
   assert_string_equal(s,
@@ -246,7 +248,7 @@ static void the_sshfs_argv_for_ipv6_uses_slave_mode(void **state)
 static char *cache_opts(int64_t cache_timeout_ms)
 {
   struct tm_addr addr = {.family = AF_INET, .text = "10.0.0.1"};
-  struct tm_sshfs_params p = {"sshfs", &addr, 1, false, "/m", 1, -1, cache_timeout_ms};
+  struct tm_sshfs_params p = {"sshfs", &addr, 1, false, "/m", 1, -1, cache_timeout_ms, false};
   char **argv = tm_sshfs_argv(&p);
   char *out = xstrdup("");
   for (size_t i = 1; argv[i] != NULL; i++)
