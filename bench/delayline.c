@@ -1,4 +1,4 @@
-/* bench-delayline: a fixed one-way delay for the packets of a kernel link, for the benchmarks.
+/* bench-delayline: a fixed delay for the packets that arrive over a kernel link, for the benchmarks.
  *
  * Usage: bench-delayline QUEUE DELAY_MS
  *
