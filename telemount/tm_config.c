@@ -21,7 +21,9 @@ int tm_config_load(struct tm_config *cfg, plg_error_t *err)
       plg_setting_duration_ms("HEALTH_CHECK_TIMEOUT", 5000, 60000, &cfg->health_timeout_ms, err) < 0 ||
       plg_setting_int("SSHFS_MAX_CONNS", 1, 1, 16, &conns, err) < 0 ||
       plg_setting_int("READ_AHEAD_KB", 1024, 0, 65536, &read_ahead, err) < 0 ||
-      plg_setting_bool("DEFAULT_PERMISSIONS", false, &cfg->default_permissions, err) < 0)
+      plg_setting_bool("DEFAULT_PERMISSIONS", false, &cfg->default_permissions, err) < 0 ||
+      plg_setting_duration_ms("CACHE_TIMEOUT", 3000, HOUR_MS, &cfg->cache_timeout_ms, err) < 0 ||
+      plg_setting_bool("AUTO_CACHE", false, &cfg->auto_cache, err) < 0)
     return -1;
   if (cfg->ping_timeout_ms == 0 || cfg->connect_timeout_ms == 0 || cfg->mount_timeout_ms == 0 ||
       cfg->health_timeout_ms == 0)

@@ -24,6 +24,8 @@ struct tm_config {
   int max_conns;              /* SSHFS_MAX_CONNS */
   int read_ahead_kb;          /* READ_AHEAD_KB, 0 = the kernel's default */
   bool default_permissions;   /* DEFAULT_PERMISSIONS: the kernel checks file modes against the caller */
+  int64_t cache_timeout_ms;   /* CACHE_TIMEOUT: the freshness bound of what a mount shows, 0 = no cache */
+  bool auto_cache;            /* AUTO_CACHE: keep pages across opens (mtime and size unchanged) */
 };
 
 int tm_config_load(struct tm_config *cfg, plg_error_t *err);

@@ -225,6 +225,8 @@ static int start_unlocked(struct tm_export *x, bool was_lost, int64_t retry_unti
                               .mountpoint = x->root,
                               .max_conns = c->max_conns,
                               .default_permissions = c->default_permissions,
+                              .cache_timeout_ms = c->cache_timeout_ms,
+                              .auto_cache = c->auto_cache,
                               .connect_timeout_ms = (int)c->connect_timeout_ms,
                               .cancel_fd = x->env->cancel_fd};
   if (tm_sshfs_start(&p, (int)c->mount_timeout_ms, on_sshfs_event, x, out, err) < 0) {

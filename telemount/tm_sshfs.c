@@ -51,6 +51,32 @@ static void push_arg(char ***argv, size_t *n, char *arg)
   (*argv)[*n] = NULL;
 }
 
+/* sshfs keeps attributes, directory listings and symlink targets for dcache_timeout whole
+ * seconds, checked against time(), so for up to one second more; the kernel then keeps what it got
+ * for entry_timeout/attr_timeout. A change on the server can so go unseen for the sum; the split
+ * keeps the sum within TIMEOUT_MS and gives the kernel at most 1 s (sshfs's cache is the one that
+ * saves round trips). Nothing else caches: unless AUTO_CACHE adds auto_cache every open drops the
+ * file's pages, negative_timeout stays 0 (a new file is seen at once), and the kernel does not keep
+ * listings. 0 turns sshfs's cache off. */
+static void push_cache_opts(char ***argv, size_t *n, int64_t timeout_ms)
+{
+  int64_t sshfs_s = -1, kernel_ms = timeout_ms;
+  if (timeout_ms >= 1000) {
+    sshfs_s = timeout_ms / 1000 >= 2 ? timeout_ms / 1000 - 2 : 0;
+    kernel_ms = timeout_ms - 1000 * (sshfs_s + 1);
+  }
+  push_arg(argv, n, xstrdup("-o"));
+  push_arg(argv, n,
+           sshfs_s < 0 ? xstrdup("dir_cache=no") : xasprintf("dcache_timeout=%lld", (long long)sshfs_s));
+  const char *kernel[] = {"entry_timeout", "attr_timeout"};
+  for (size_t i = 0; i < 2; i++) {
+    push_arg(argv, n, xstrdup("-o"));
+    push_arg(
+        argv, n,
+        xasprintf("%s=%lld.%03lld", kernel[i], (long long)(kernel_ms / 1000), (long long)(kernel_ms % 1000)));
+  }
+}
+
 char **tm_sshfs_argv(const struct tm_sshfs_params *p)
 {
   char **argv = NULL;
@@ -65,6 +91,11 @@ char **tm_sshfs_argv(const struct tm_sshfs_params *p)
   for (size_t i = 0; i < sizeof common / sizeof common[0]; i++) {
     push_arg(&argv, &n, xstrdup("-o"));
     push_arg(&argv, &n, xstrdup(common[i]));
+  }
+  push_cache_opts(&argv, &n, p->cache_timeout_ms);
+  if (p->auto_cache) {
+    push_arg(&argv, &n, xstrdup("-o"));
+    push_arg(&argv, &n, xstrdup("auto_cache"));
   }
   if (p->ro) {
     push_arg(&argv, &n, xstrdup("-o"));

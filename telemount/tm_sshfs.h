@@ -10,6 +10,7 @@
 #include "tm_net.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct tm_sshfs_params {
@@ -20,6 +21,8 @@ struct tm_sshfs_params {
   const char *mountpoint;
   int max_conns;
   bool default_permissions; /* DEFAULT_PERMISSIONS */
+  int64_t cache_timeout_ms; /* CACHE_TIMEOUT: the longest a change on the server may go unseen */
+  bool auto_cache;          /* AUTO_CACHE: keep a file's pages across opens while its mtime and size stay */
   int connect_timeout_ms;   /* the relay's dial of an IPv6 server */
   int cancel_fd;            /* tm_sshfs_start gives up at once (and stops sshfs) when it is readable */
   int relay_port;           /* tm_sshfs_argv only: sshfs dials 127.0.0.1:relay_port (0 = the server) */

@@ -15,7 +15,8 @@
 static const char *const names[] = {
     "MOUNT_ROOT",           "STATE_DIR",       "SSHFS",         "DISCONNECTED_LINGER_TIME",
     "HOST_PING_TIMEOUT",    "CONNECT_TIMEOUT", "MOUNT_TIMEOUT", "HEALTH_CHECK_INTERVAL",
-    "HEALTH_CHECK_TIMEOUT", "SSHFS_MAX_CONNS", "READ_AHEAD_KB", "DEFAULT_PERMISSIONS"};
+    "HEALTH_CHECK_TIMEOUT", "SSHFS_MAX_CONNS", "READ_AHEAD_KB", "DEFAULT_PERMISSIONS",
+    "CACHE_TIMEOUT",        "AUTO_CACHE"};
 
 static int clean_environment(void **state)
 {
@@ -53,6 +54,8 @@ static void the_defaults_are_the_documented_ones(void **state)
   assert_int_equal(cfg.max_conns, 1);
   assert_int_equal(cfg.read_ahead_kb, 1024);
   assert_false(cfg.default_permissions); /* access is the SFTP server's to grant (README) */
+  assert_int_equal(cfg.cache_timeout_ms, 3000);
+  assert_false(cfg.auto_cache);
   char *state_file = tm_config_state_file(&cfg);
   assert_string_equal(state_file, "/mnt/volumes/.telemount/volumes.json");
   free(state_file);
@@ -65,6 +68,8 @@ static void settings_are_read_from_the_environment(void **state)
   setenv("READ_AHEAD_KB", "0", 1);
   setenv("SSHFS_MAX_CONNS", "4", 1);
   setenv("DISCONNECTED_LINGER_TIME", "250ms", 1);
+  setenv("CACHE_TIMEOUT", "0", 1);
+  setenv("AUTO_CACHE", "true", 1);
   struct tm_config cfg;
   assert_null(load(&cfg));
   assert_string_equal(cfg.state_dir, "/var/lib/telemount");
@@ -74,6 +79,8 @@ static void settings_are_read_from_the_environment(void **state)
   assert_int_equal(cfg.read_ahead_kb, 0);
   assert_int_equal(cfg.max_conns, 4);
   assert_int_equal(cfg.linger_ms, 250);
+  assert_int_equal(cfg.cache_timeout_ms, 0);
+  assert_true(cfg.auto_cache);
 }
 
 /* SETTING=VALUE must fail with a message containing WANT. */
@@ -99,6 +106,9 @@ static void bad_values_are_refused_by_name(void **state)
   refused("SSHFS_MAX_CONNS", "0", "SSHFS_MAX_CONNS");
   refused("CONNECT_TIMEOUT", "0s", "CONNECT_TIMEOUT");
   refused("MOUNT_TIMEOUT", "soon", "MOUNT_TIMEOUT");
+  refused("CACHE_TIMEOUT", "a while", "CACHE_TIMEOUT");
+  refused("CACHE_TIMEOUT", "2h", "CACHE_TIMEOUT");
+  refused("AUTO_CACHE", "sometimes", "AUTO_CACHE");
   refused("STATE_DIR", "relative/dir", "STATE_DIR");
   refused("MOUNT_ROOT", "mnt", "MOUNT_ROOT");
 }

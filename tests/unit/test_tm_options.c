@@ -243,13 +243,15 @@ static void the_sshfs_argv_for_ipv4_uses_directport_and_redials(void **state)
                               .ro = true,
                               .mountpoint = "/mnt/volumes/172.17.0.2/34439-ro",
                               .max_conns = 4,
-                              .default_permissions = true};
+                              .default_permissions = true,
+                              .cache_timeout_ms = 3000,
+                              .auto_cache = true};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
   assert_string_equal(s, "sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 -o "
-                         "reconnect -o ro -o default_permissions -o directport=34439 -o max_conns=4 "
-                         "172.17.0.2:/tel_app_exports "
-                         "/mnt/volumes/172.17.0.2/34439-ro");
+                         "reconnect -o dcache_timeout=1 -o entry_timeout=1.000 -o attr_timeout=1.000 -o "
+                         "auto_cache -o ro -o default_permissions -o directport=34439 -o max_conns=4 "
+                         "172.17.0.2:/tel_app_exports /mnt/volumes/172.17.0.2/34439-ro");
   plg_strv_free(argv);
 }
 
@@ -264,13 +266,60 @@ static void the_sshfs_argv_for_ipv6_dials_the_relay(void **state)
                               .port = 34439,
                               .mountpoint = "/mnt/volumes/fd00__2/34439",
                               .max_conns = 1,
+                              .cache_timeout_ms = 3000,
                               .relay_port = 40001};
   char **argv = tm_sshfs_argv(&p);
   cleanup_free char *s = joined(argv);
-  assert_string_equal(
-      s, "/usr/bin/sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 "
-         "-o reconnect -o directport=40001 127.0.0.1:/tel_app_exports /mnt/volumes/fd00__2/34439");
+  assert_string_equal(s,
+                      "/usr/bin/sshfs -f -o follow_symlinks -o auto_unmount -o allow_other -o max_read=65536 "
+                      "-o reconnect -o dcache_timeout=1 -o entry_timeout=1.000 -o attr_timeout=1.000 -o "
+                      "directport=40001 127.0.0.1:/tel_app_exports /mnt/volumes/fd00__2/34439");
   plg_strv_free(argv);
+}
+
+/* The cache options of sshfs for CACHE_TIMEOUT_MS, from the argv. */
+static char *cache_opts(int64_t cache_timeout_ms)
+{
+  struct tm_addr addr = {.family = AF_INET, .text = "10.0.0.1"};
+  struct tm_sshfs_params p = {.sshfs = "sshfs",
+                              .addr = &addr,
+                              .port = 1,
+                              .mountpoint = "/m",
+                              .max_conns = 1,
+                              .cache_timeout_ms = cache_timeout_ms};
+  char **argv = tm_sshfs_argv(&p);
+  char *out = xstrdup("");
+  for (size_t i = 1; argv[i] != NULL; i++)
+    if (strstr(argv[i], "cache") != NULL || strstr(argv[i], "_timeout=") != NULL) {
+      char *next = xasprintf("%s%s%s", out, *out ? " " : "", argv[i]);
+      free(out);
+      out = next;
+    }
+  plg_strv_free(argv);
+  return out;
+}
+
+/* sshfs keeps an entry until time() passes its second plus dcache_timeout (cache.c), so for up to
+ * dcache_timeout + 1 s; the kernel keeps it for attr_timeout more. The sum is the bound. */
+static void the_cache_timeout_bounds_sshfs_and_the_kernel_together(void **state)
+{
+  (void)state;
+  struct {
+    int64_t ms;
+    const char *want;
+  } cases[] = {
+      {0, "dir_cache=no entry_timeout=0.000 attr_timeout=0.000"},
+      {500, "dir_cache=no entry_timeout=0.500 attr_timeout=0.500"},
+      {1000, "dcache_timeout=0 entry_timeout=0.000 attr_timeout=0.000"},
+      {1500, "dcache_timeout=0 entry_timeout=0.500 attr_timeout=0.500"},
+      {2999, "dcache_timeout=0 entry_timeout=1.999 attr_timeout=1.999"},
+      {3000, "dcache_timeout=1 entry_timeout=1.000 attr_timeout=1.000"},
+      {20500, "dcache_timeout=18 entry_timeout=1.500 attr_timeout=1.500"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    cleanup_free char *got = cache_opts(cases[i].ms);
+    assert_string_equal(got, cases[i].want);
+  }
 }
 
 static const char mountinfo[] = "22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
@@ -333,6 +382,7 @@ int main(void)
       cmocka_unit_test(options_compare_and_describe),
       cmocka_unit_test(the_sshfs_argv_for_ipv4_uses_directport_and_redials),
       cmocka_unit_test(the_sshfs_argv_for_ipv6_dials_the_relay),
+      cmocka_unit_test(the_cache_timeout_bounds_sshfs_and_the_kernel_together),
       cmocka_unit_test(mountinfo_is_read_without_touching_the_mounts),
       cmocka_unit_test(the_device_of_the_visible_mount_is_found),
   };
