@@ -101,7 +101,7 @@ new_volume "$v6" container=echo-easy port="$port6" host=::1 dir=config
 got=$(with_deadline 60 docker run --rm -v "$v6:/c" "$image" cat /c/app.conf)
 [ "$got" = greeting=hello ] || fail "read through an IPv6 volume gave '$got'"
 # sshfs 3.7.3 dials IPv4 only with directport, so it dials the plugin's loopback relay
-pgrep -f -- "-o reconnect -o directport=[0-9]+ 127.0.0.1:/tel_app_exports" >/dev/null ||
+pgrep -f -- "-o directport=[0-9]+ 127.0.0.1:/tel_app_exports /mnt/volumes/__1/$port6\$" >/dev/null ||
   fail "the IPv6 mount does not go through the plugin's relay: $(pgrep -a sshfs)"
 docker volume rm "$v6" >/dev/null
 pass "an IPv6 host is mounted through the plugin's relay"
