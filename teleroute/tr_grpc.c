@@ -128,8 +128,14 @@ static bool work(struct tr_grpc *c)
     if (!k->submitted && !k->done)
       tr_grpc_submit(c, k);
   expire(c);
-  if (nghttp2_session_send(c->session) != 0) {
-    fail_all(c, TR_GRPC_UNAVAILABLE, "cannot write to the daemon");
+  int rc = nghttp2_session_send(c->session);
+  if (rc != 0) {
+    /* a peer that died is noticed here as often as on the read side: say it the same way */
+    cleanup_free char *why =
+        c->send_errno != 0
+            ? xasprintf("connection to the daemon at %s failed: %s", c->where, strerror(c->send_errno))
+            : xasprintf("cannot write to the daemon at %s: %s", c->where, nghttp2_strerror(rc));
+    fail_all(c, TR_GRPC_UNAVAILABLE, why);
     return false;
   }
   if (!nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) {

@@ -52,8 +52,10 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
   ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
     return NGHTTP2_ERR_WOULDBLOCK;
-  if (n < 0)
+  if (n < 0) {
+    c->send_errno = errno;
     return NGHTTP2_ERR_CALLBACK_FAILURE;
+  }
   return n;
 }
 

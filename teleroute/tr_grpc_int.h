@@ -56,7 +56,8 @@ struct tr_grpc {
   tr_grpc_answer_fn on_answer;
   void *answer_arg;
   bool answered, answer_told;
-  bool goaway; /* the daemon said it takes no new streams */
+  bool goaway;    /* the daemon said it takes no new streams */
+  int send_errno; /* why the last write to the socket failed */
 };
 
 void tr_grpc_call_free(struct call *k);
