@@ -79,6 +79,13 @@ int64_t plg_now_ms(void)
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+void plg_sleep_ms(int64_t ms)
+{
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+  while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+    ;
+}
+
 void plg_timespec_in(struct timespec *ts, clockid_t clock, int64_t ms)
 {
   clock_gettime(clock, ts);

@@ -19,6 +19,9 @@ char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0
 /* Milliseconds of CLOCK_MONOTONIC: for deadlines and durations, never for dates. */
 int64_t plg_now_ms(void);
 
+/* A pause of MS milliseconds (for a bounded retry; never to wait for an event). */
+void plg_sleep_ms(int64_t ms);
+
 /* The absolute time MS milliseconds from now on CLOCK, for pthread_cond_timedwait. */
 void plg_timespec_in(struct timespec *ts, clockid_t clock, int64_t ms);
 /* A condition variable whose timed waits use CLOCK_MONOTONIC: deadlines that ignore wall-clock

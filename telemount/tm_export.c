@@ -21,6 +21,7 @@
 #define RECONNECT_CHECK_MS 500
 /* the pause between two probes of a host that did not answer, within the linger time */
 #define REPROBE_MS 250
+#define PREPARE_ATTEMPTS 3
 
 enum state { S_IDLE, S_STARTING, S_MOUNTED, S_RECONNECTING, S_LOST, S_ERROR };
 static const char *const state_names[] = {"idle",         "mounting",     "mounted",
@@ -96,12 +97,15 @@ static void on_sshfs_event(void *arg, enum tm_sshfs_event ev, const char *why)
   struct tm_export *x = arg;
   struct tm_export_env *env = x->env;
   pthread_mutex_lock(&env->lock);
-  if (ev == TM_SSHFS_DISCONNECTED)
+  if (env->stopping) {
+    /* the stop killed it: no loss to report, and the stop tears it down */
+  } else if (ev == TM_SSHFS_DISCONNECTED) {
     mark_reconnecting(x, why);
-  else if (x->state == S_MOUNTED || x->state == S_RECONNECTING)
+  } else if (x->state == S_MOUNTED || x->state == S_RECONNECTING) {
     mark_lost(x, why);
-  else if (x->state == S_STARTING)
+  } else if (x->state == S_STARTING) {
     x->lost_while_starting = true;
+  }
   pthread_cond_broadcast(&env->changed);
   pthread_mutex_unlock(&env->lock);
 }
@@ -202,16 +206,31 @@ static void raise_readahead(const struct tm_export *x, const struct tm_config *c
   plg_error_release(&err);
 }
 
+/* The mount point, empty: a stale mount of an earlier instance, or the dead mount of an sshfs that
+ * crashed (fusermount3 unmounts it in its own time), goes first. A dead mount the kernel did not
+ * show to tm_unmount (see tm_sshfs.c: is_dead_mount) shows up as ENOTCONN here: try again. */
+static int prepare_mount_point(const struct tm_export *x, plg_error_t *err)
+{
+  for (int attempt = 1;; attempt++) {
+    if (tm_unmount(x->root, err) < 0)
+      return -1;
+    if (plg_fs_mkdir_p(x->root, 0755, err) == 0)
+      return 0;
+    bool dead = (*err)->errno_ == ENOTCONN || (*err)->errno_ == ECONNABORTED;
+    if (!dead || attempt == PREPARE_ATTEMPTS)
+      return -1;
+    plg_error_release(err);
+  }
+}
+
 /* The slow part of a mount, without the lock: probe, then sshfs until the kernel shows the
  * mount. Leaves nothing behind on failure. */
 static int start_unlocked(struct tm_export *x, bool was_lost, int64_t retry_until, struct tm_sshfs **out,
                           plg_error_t *err)
 {
   const struct tm_config *c = &x->env->cfg;
-  if (plg_fs_mkdir_p(x->root, 0755, err) < 0)
+  if (prepare_mount_point(x, err) < 0)
     return -1;
-  if (tm_is_mounted(x->root, NULL, 0) && tm_unmount(x->root, err) < 0)
-    return -1; /* a stale mount of an earlier instance */
   struct tm_addr addr;
   int per_try = (int)(was_lost ? c->ping_timeout_ms : c->connect_timeout_ms);
   if (probe_host(x, retry_until, per_try, &addr, err) < 0) {

@@ -171,7 +171,7 @@ static void *accept_loop(void *arg)
     if (fd >= 0)
       start_link(r, fd);
     else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
-      usleep(10000); /* EMFILE and the like: do not spin */
+      plg_sleep_ms(10); /* EMFILE and the like: do not spin */
   }
   return NULL;
 }

@@ -7,6 +7,7 @@
 #include "tm_mountinfo.h"
 #include "tm_options.h"
 #include "tm_relay.h"
+#include "tm_stat.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,6 +25,10 @@
 #define TAIL_LINES 6
 #define STOP_GRACE_MS 2000
 #define UNMOUNT_TIMEOUT_MS 5000
+#define UNMOUNT_ROUNDS 3
+#define UNMOUNT_RETRY_MS 20
+/* a dead mount answers at once; the bound is for a live one the kernel did not list */
+#define DEAD_CHECK_MS 1000
 
 struct tm_sshfs {
   pid_t pid;
@@ -404,17 +409,36 @@ static bool run_fusermount(const char *flags, const char *path, char **output)
   return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+/* A FUSE mount whose sshfs died answers every lookup with ENOTCONN (ECONNABORTED while the kernel
+ * aborts the connection). Measured on Linux 6.18: while fusermount3's auto-unmount checks such a
+ * mount from a mount namespace of its own, the mount can vanish from this namespace's table and
+ * lookups for a few milliseconds, and come back; so a dead answer counts as mounted too. */
+static bool is_dead_mount(const char *path)
+{
+  return tm_stat_deadline(path, DEAD_CHECK_MS, NULL) < 0 && (errno == ENOTCONN || errno == ECONNABORTED);
+}
+
+static bool is_mount(const char *path)
+{
+  return tm_is_mounted(path, NULL, 0) || is_dead_mount(path);
+}
+
 int tm_unmount(const char *path, plg_error_t *err)
 {
-  if (!tm_is_mounted(path, NULL, 0))
-    return 0;
   cleanup_free char *out = NULL;
-  if (!run_fusermount("-u", path, &out)) {
+  for (int round = 0; round < UNMOUNT_ROUNDS; round++) {
+    if (!is_mount(path))
+      return 0;
     free(out);
     out = NULL;
-    run_fusermount("-uz", path, &out); /* busy: detach now, the kernel finishes when readers leave */
+    if (run_fusermount("-u", path, &out))
+      continue;
+    free(out);
+    out = NULL;
+    if (!run_fusermount("-uz", path, &out)) /* busy: detach now, the kernel finishes when readers leave */
+      plg_sleep_ms(UNMOUNT_RETRY_MS);       /* not there for fusermount3 this instant (see is_dead_mount) */
   }
-  if (tm_is_mounted(path, NULL, 0))
+  if (is_mount(path))
     return plg_error_make(err, 0, "cannot unmount %s: %s", path, out ? out : "still mounted");
   return 0;
 }

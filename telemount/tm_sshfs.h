@@ -66,7 +66,8 @@ pid_t tm_sshfs_pid(const struct tm_sshfs *s);
 /* Unmounts every sshfs mount below ROOT: what an earlier run of the plugin left. */
 void tm_sshfs_remove_stale(const char *root);
 
-/* fusermount3 -u PATH, then -uz if it is busy; 0 when PATH is no longer a mount point. */
+/* fusermount3 -u PATH, then -uz if it is busy; 0 when PATH is no longer a mount point, neither
+ * listed nor dead (a lookup failing with ENOTCONN). */
 int tm_unmount(const char *path, plg_error_t *err);
 
 #endif
