@@ -2,6 +2,7 @@
 
 #include "plg_util.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdatomic.h>
@@ -68,6 +69,9 @@ static int fsync_dir(const char *path, plg_error_t *err)
   return 0;
 }
 
+/* What follows PATH in the name of its temporaries: "<path>.tmp-<pid>-<n>-<random>". */
+#define TEMPORARY_INFIX ".tmp-"
+
 /* Creates a temporary sibling of PATH under a name nobody can predict, exclusively and without
  * following a link planted there: in a directory someone else can write to, a predictable name
  * would let them point it at a file of ours. */
@@ -78,8 +82,8 @@ static int create_temporary(const char *path, mode_t mode, char **tmp, plg_error
     uint64_t nonce;
     if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
       nonce = (uint64_t)plg_now_ms() * 2654435761u ^ (uint64_t)getpid() << 32;
-    char *name = xasprintf("%s.tmp-%ld-%u-%016llx", path, (long)getpid(), atomic_fetch_add(&counter, 1),
-                           (unsigned long long)nonce);
+    char *name = xasprintf("%s" TEMPORARY_INFIX "%ld-%u-%016llx", path, (long)getpid(),
+                           atomic_fetch_add(&counter, 1), (unsigned long long)nonce);
     int fd = open(name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd >= 0) {
       *tmp = name;
@@ -119,6 +123,28 @@ int plg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t m
     return plg_error_make(err, saved, "cannot replace \"%s\"", path);
   }
   return fsync_dir(path, err);
+}
+
+int plg_fs_remove_temporaries(const char *path)
+{
+  cleanup_free char *dir = plg_fs_dirname(path);
+  const char *slash = strrchr(path, '/');
+  cleanup_free char *prefix = xasprintf("%s" TEMPORARY_INFIX, slash != NULL ? slash + 1 : path);
+  size_t prefix_len = strlen(prefix);
+  DIR *d = opendir(dir);
+  if (d == NULL)
+    return 0;
+  int removed = 0;
+  for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+    struct stat st;
+    /* Only plain files: a directory or link of that name is not ours to judge. */
+    if (strncmp(e->d_name, prefix, prefix_len) == 0 &&
+        fstatat(dirfd(d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        unlinkat(dirfd(d), e->d_name, 0) == 0)
+      removed++;
+  }
+  closedir(d);
+  return removed;
 }
 
 int plg_fs_read_file(const char *path, size_t max, char **data, size_t *len, plg_error_t *err)

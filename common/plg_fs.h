@@ -21,6 +21,11 @@ int plg_fs_write_all(int fd, const void *data, size_t len);
  * it, rename it over PATH, fsync the directory. Concurrent writers never share a temporary. */
 int plg_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode, plg_error_t *err);
 
+/* Removes the temporaries of PATH that a writer killed between creating and renaming them left
+ * behind (plain files named "<path>.tmp-..."). Only for a moment when nobody writes PATH, such as
+ * a plugin's start. Returns how many it removed. */
+int plg_fs_remove_temporaries(const char *path);
+
 /* Reads a whole file of at most MAX bytes into a NUL-terminated buffer the caller frees.
  * Returns -1 with errno ENOENT in the error when the file does not exist. */
 int plg_fs_read_file(const char *path, size_t max, char **data, size_t *len, plg_error_t *err);

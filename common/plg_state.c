@@ -118,6 +118,9 @@ int plg_state_load(const struct plg_state_format *fmt, const char *path, json_t 
   cleanup_free char *text = NULL;
   size_t len = 0;
   cleanup_error plg_error_t damage = NULL;
+  int leftovers = plg_fs_remove_temporaries(path);
+  if (leftovers > 0)
+    plg_info("removed %d unfinished temporary copies of %s left by an earlier crash", leftovers, path);
   if (plg_fs_read_file(path, max_bytes(fmt), &text, &len, &damage) < 0) {
     if (damage->errno_ == ENOENT)
       return 0;

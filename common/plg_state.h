@@ -42,8 +42,10 @@ int plg_state_encode(const struct plg_state_format *fmt, json_t *state, char **t
 int plg_state_save(const struct plg_state_format *fmt, const char *path, json_t *state, plg_error_t *err);
 
 /* Loads PATH into *STATE: the object, or NULL when the file does not exist or was damaged (then
- * it has been moved aside and logged). Returns -1 when the file cannot be read now, or a damaged
- * file cannot be moved aside: the file is left untouched. */
+ * it has been moved aside and logged). First removes the temporaries of an earlier save that a
+ * crash interrupted (plg_fs_remove_temporaries): load runs once, before anything saves.
+ * Returns -1 when the file cannot be read now, or a damaged file cannot be moved aside: the file
+ * is left untouched. */
 int plg_state_load(const struct plg_state_format *fmt, const char *path, json_t **state, plg_error_t *err);
 
 /* Checks one entry and takes it into the plugin's table; -1 with *ERR refuses it. */

@@ -138,6 +138,61 @@ static void concurrent_atomic_writes_of_one_file_never_mix_or_fail(void **state)
   rmdir(dir);
 }
 
+static void touch(const char *dir, const char *name)
+{
+  cleanup_free char *path = xasprintf("%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("partial", f);
+  fclose(f);
+}
+
+static bool exists(const char *dir, const char *name)
+{
+  cleanup_free char *path = xasprintf("%s/%s", dir, name);
+  struct stat st;
+  return lstat(path, &st) == 0;
+}
+
+/* A writer killed between creating its temporary and renaming it leaves the temporary behind;
+ * the next start removes it, and only it. */
+static void leftover_temporaries_are_removed_and_nothing_else(void **state)
+{
+  (void)state;
+  cleanup_free char *dir = test_tmpdir();
+  cleanup_free char *path = xasprintf("%s/state.json", dir);
+  cleanup_free char *outside = test_tmpdir();
+  plg_error_t err = NULL;
+  assert_int_equal(plg_fs_write_atomic(path, "kept", 4, 0600, &err), 0);
+  touch(dir, "state.json.tmp-41-0-00112233445566ff");
+  touch(dir, "state.json.tmp-42-7-0123456789abcdef");
+  touch(dir, "state.json.corrupt-1700000000");
+  touch(dir, "other.json.tmp-41-0-00112233445566ff");
+  touch(dir, "state.json.tmp");
+  touch(outside, "target");
+  cleanup_free char *target = xasprintf("%s/target", outside);
+  cleanup_free char *link = xasprintf("%s/state.json.tmp-link", dir);
+  assert_int_equal(symlink(target, link), 0);
+  cleanup_free char *subdir = xasprintf("%s/state.json.tmp-dir", dir);
+  assert_int_equal(mkdir(subdir, 0700), 0);
+
+  assert_int_equal(plg_fs_remove_temporaries(path), 2);
+  assert_false(exists(dir, "state.json.tmp-41-0-00112233445566ff"));
+  assert_false(exists(dir, "state.json.tmp-42-7-0123456789abcdef"));
+  assert_true(exists(dir, "state.json"));
+  assert_true(exists(dir, "state.json.corrupt-1700000000"));
+  assert_true(exists(dir, "other.json.tmp-41-0-00112233445566ff"));
+  assert_true(exists(dir, "state.json.tmp"));
+  assert_true(exists(dir, "state.json.tmp-link"));
+  assert_true(exists(dir, "state.json.tmp-dir"));
+  assert_true(exists(outside, "target"));
+  assert_int_equal(plg_fs_remove_temporaries(path), 0);
+  cleanup_free char *missing = xasprintf("%s/none/state.json", dir);
+  assert_int_equal(plg_fs_remove_temporaries(missing), 0);
+  test_rmtree(dir);
+  test_rmtree(outside);
+}
+
 static void reading_is_bounded(void **state)
 {
   (void)state;
@@ -198,6 +253,7 @@ int main(void)
       cmocka_unit_test(an_atomic_write_replaces_the_file_and_leaves_no_temporary),
       cmocka_unit_test(an_atomic_write_never_writes_through_a_link_planted_next_to_the_file),
       cmocka_unit_test(concurrent_atomic_writes_of_one_file_never_mix_or_fail),
+      cmocka_unit_test(leftover_temporaries_are_removed_and_nothing_else),
       cmocka_unit_test(reading_is_bounded),
       cmocka_unit_test(mkdir_p_creates_parents_and_refuses_files_in_the_way),
       cmocka_unit_test(dirname_handles_the_edge_cases),

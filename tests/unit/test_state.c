@@ -132,6 +132,26 @@ static void a_saved_state_loads_back_with_its_version(void **state)
   assert_true(json_equal(saved, loaded));
 }
 
+/* A save interrupted by a crash leaves its temporary next to the state file; loading keeps the
+ * last complete state and removes the temporary, so crashes do not pile files up. */
+static void loading_removes_the_temporary_of_an_interrupted_save(void **state)
+{
+  struct fixture *f = *state;
+  cleanup_json json_t *saved = volumes_state(2, 4);
+  plg_error_t err = NULL;
+  assert_int_equal(plg_state_save(&fmt, f->path, saved, &err), 0);
+  cleanup_free char *tmp = xasprintf("%s.tmp-999-0-0000000000000001", f->path);
+  FILE *torn = fopen(tmp, "w");
+  assert_non_null(torn);
+  fputs("{\"version\": 1, \"volu", torn);
+  fclose(torn);
+  cleanup_json json_t *loaded = NULL;
+  assert_int_equal(plg_state_load(&fmt, f->path, &loaded, &err), 0);
+  assert_true(json_equal(saved, loaded));
+  assert_int_equal(access(tmp, F_OK), -1);
+  assert_int_equal(count_aside(f->path, NULL), 0);
+}
+
 static void a_state_larger_than_the_limit_is_refused_and_the_saved_one_kept(void **state)
 {
   struct fixture *f = *state;
@@ -295,6 +315,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(a_missing_file_is_an_empty_state, setup, teardown),
       cmocka_unit_test_setup_teardown(a_saved_state_loads_back_with_its_version, setup, teardown),
+      cmocka_unit_test_setup_teardown(loading_removes_the_temporary_of_an_interrupted_save, setup, teardown),
       cmocka_unit_test_setup_teardown(a_state_larger_than_the_limit_is_refused_and_the_saved_one_kept, setup,
                                       teardown),
       cmocka_unit_test_setup_teardown(save_and_load_share_one_limit, setup, teardown),
