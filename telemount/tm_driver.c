@@ -266,7 +266,7 @@ static void drop_if_forgotten(struct tm_ctx *c, const char *name)
   struct tm_opts o;
   pthread_mutex_lock(&c->lock);
   struct tm_volume *v = tm_table_find(&c->table, name);
-  bool candidate = v != NULL && v->n_ids == 0;
+  bool candidate = v != NULL && tm_volume_held(v) == 0;
   if (candidate)
     tm_opts_copy(&o, &v->opts);
   pthread_mutex_unlock(&c->lock);
@@ -277,11 +277,13 @@ static void drop_if_forgotten(struct tm_ctx *c, const char *name)
   pthread_mutex_lock(&c->lock);
   v = tm_table_find(&c->table, name);
   plg_error_t err = NULL;
-  if (gone && v != NULL && v->n_ids == 0 && tm_opts_equal(&v->opts, &o)) {
+  if (gone && v != NULL && tm_volume_held(v) == 0 && tm_opts_equal(&v->opts, &o)) {
+    size_t earlier = v->n_earlier;
     if (take_and_save_locked(c, name, &err) == 0)
-      plg_info("let go of volume %s: no container uses it and %s:%d has not answered for %lld ms "
-               "(DISCONNECTED_LINGER_TIME %lld ms); its name is free again",
-               name, o.host, o.port, (long long)silent_ms, (long long)c->cfg.linger_ms);
+      plg_info("let go of volume %s: no container uses it (dead mounts from an earlier run of the "
+               "plugin: %zu) and %s:%d has not answered for %lld ms (DISCONNECTED_LINGER_TIME %lld ms); "
+               "its name is free again",
+               name, earlier, o.host, o.port, (long long)silent_ms, (long long)c->cfg.linger_ms);
     else
       plg_warn("keeping volume %s, whose server is gone: %s", name, err->msg);
   }

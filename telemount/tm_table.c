@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
 #include <time.h>
 
 #define STATE_VERSION 1
@@ -101,27 +102,48 @@ void tm_table_remove(struct tm_table *t, const char *name)
     tm_volume_free(v);
 }
 
-bool tm_volume_add_id(struct tm_volume *v, const char *id)
+static ssize_t find_id(const struct tm_volume *v, const char *id)
 {
   for (size_t i = 0; i < v->n_ids; i++)
     if (strcmp(v->ids[i], id) == 0)
-      return false;
+      return (ssize_t)i;
+  return -1;
+}
+
+/* Removes entry I, keeping the order: earlier-run IDs stay in front. */
+static void drop_id_at(struct tm_volume *v, size_t i)
+{
+  free(v->ids[i]);
+  memmove(&v->ids[i], &v->ids[i + 1], (v->n_ids - i - 1) * sizeof *v->ids);
+  v->n_ids--;
+  if (i < v->n_earlier)
+    v->n_earlier--;
+}
+
+bool tm_volume_add_id(struct tm_volume *v, const char *id)
+{
+  ssize_t at = find_id(v, id);
+  if (at >= 0 && (size_t)at >= v->n_earlier)
+    return false;
+  if (at >= 0)
+    drop_id_at(v, (size_t)at);
   v->ids = xrealloc(v->ids, (v->n_ids + 1) * sizeof *v->ids);
   v->ids[v->n_ids++] = xstrdup(id);
-  return true;
+  return at < 0;
 }
 
 bool tm_volume_remove_id(struct tm_volume *v, const char *id)
 {
-  for (size_t i = 0; i < v->n_ids; i++) {
-    if (strcmp(v->ids[i], id) != 0)
-      continue;
-    free(v->ids[i]);
-    memmove(&v->ids[i], &v->ids[i + 1], (v->n_ids - i - 1) * sizeof *v->ids);
-    v->n_ids--;
-    return true;
-  }
-  return false;
+  ssize_t at = find_id(v, id);
+  if (at < 0)
+    return false;
+  drop_id_at(v, (size_t)at);
+  return true;
+}
+
+size_t tm_volume_held(const struct tm_volume *v)
+{
+  return v->n_ids - v->n_earlier;
 }
 
 /* Options are stored as Docker sent them (normalised), so loading can run them through the same
@@ -185,6 +207,7 @@ static int volume_from_json(json_t *jv, void *arg, plg_error_t *err)
   {
     tm_volume_add_id(v, json_string_value(id));
   }
+  v->n_earlier = v->n_ids;
   return 0;
 }
 

@@ -18,6 +18,12 @@ struct tm_volume {
   char *created_at; /* RFC 3339, UTC */
   char **ids;       /* Mount IDs not yet unmounted (a set) */
   size_t n_ids;
+  /* The first n_earlier IDs were loaded from the state file: mounts made through an earlier run of
+   * the plugin, whose sshfs ended with that run (a reboot, a crash of dockerd or of the plugin, a
+   * `disable -f`). A container may still hold one, but only as a dead mount that no reconnect can
+   * revive, and Docker never unmounts those it lost. They are kept for Unmount and inspect, and do
+   * not hold the volume (tm_volume_held). */
+  size_t n_earlier;
 };
 
 struct tm_table {
@@ -40,9 +46,12 @@ struct tm_volume *tm_table_take(struct tm_table *t, const char *name);
 void tm_table_put(struct tm_table *t, struct tm_volume *v);
 void tm_volume_free(struct tm_volume *v);
 
-/* Set semantics: adding a present ID or removing an absent one changes nothing. */
+/* Set semantics: adding a present ID or removing an absent one changes nothing (except that an
+ * earlier-run ID mounted again now counts as this run's). */
 bool tm_volume_add_id(struct tm_volume *v, const char *id);
 bool tm_volume_remove_id(struct tm_volume *v, const char *id);
+/* How many mounts made through this run of the plugin Docker has not unmounted. */
+size_t tm_volume_held(const struct tm_volume *v);
 
 json_t *tm_table_to_json(const struct tm_table *t);
 /* Takes the entries of a decoded state file (plg_state) into T, each checked as a Create would

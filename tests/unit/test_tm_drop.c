@@ -145,7 +145,19 @@ static void an_unused_volume_whose_server_is_gone_is_let_go(void **state)
   free(r.body);
 }
 
-static void a_volume_a_container_holds_is_kept_however_long_its_server_is_gone(void **state)
+/* A volume a container mounted through an earlier run of the plugin (before a reboot, a crash of
+ * dockerd or of the plugin) is held by nobody: that sshfs ended with its run, and Docker never
+ * unmounts what it lost. Its name must come free like any unused one, or the next intercept after
+ * a reboot fails on the old port. (A volume held through this run is kept however long its server
+ * is gone: tests/e2e/telemount_reconnect.sh, an outage of 20 s against a linger time of 2 s.)
+ *
+ * Checked by hand on dockerd 20.10 (an end-to-end test would have to kill the machine's engine):
+ * a container holds a telemount volume; `kill -9` of dockerd, then dockerd started again: the
+ * container shows "Exited (137)", the plugin runs again without its sshfs, and `docker volume
+ * inspect` still lists the container's mount ID in usedBy: no Unmount ever came, and none comes
+ * when the container is removed (moby removes a container's volume references without Unmount).
+ * This test starts the plugin on exactly that state file. */
+static void mounts_from_an_earlier_run_do_not_keep_a_volume_whose_server_is_gone(void **state)
 {
   struct fixture *f = *state;
   cleanup_free char *v = volume_entry("echo-1", f->dead_port, "\"0123abcd\"");
@@ -153,10 +165,14 @@ static void a_volume_a_container_holds_is_kept_however_long_its_server_is_gone(v
   write_table(f, table);
   start_plugin(f);
   struct plg_response r = call(f, "Get", "{\"Name\":\"echo-1\"}");
-  assert_int_equal(r.status, 200);
-  assert_non_null(strstr(r.body, "\"Name\":\"echo-1\""));
+  assert_int_equal(r.status, 404);
   free(r.body);
-  assert_true(table_file_lists(f, "echo-1"));
+  assert_false(table_file_lists(f, "echo-1"));
+  /* Docker's late Unmount of the lost mount names a volume that is gone: a clear error */
+  r = call(f, "Unmount", "{\"Name\":\"echo-1\",\"ID\":\"0123abcd\"}");
+  assert_int_equal(r.status, 404);
+  assert_non_null(strstr(r.body, "echo-1"));
+  free(r.body);
 }
 
 /* The server's side of an SFTP greeting: enough for the plugin's probe to count as an answer. */
@@ -256,7 +272,7 @@ int main(void)
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(silence_is_final_only_after_the_linger_time),
       cmocka_unit_test_setup_teardown(an_unused_volume_whose_server_is_gone_is_let_go, setup, teardown),
-      cmocka_unit_test_setup_teardown(a_volume_a_container_holds_is_kept_however_long_its_server_is_gone,
+      cmocka_unit_test_setup_teardown(mounts_from_an_earlier_run_do_not_keep_a_volume_whose_server_is_gone,
                                       setup, teardown),
       cmocka_unit_test_setup_teardown(a_volume_whose_server_answers_is_kept, setup, teardown),
       cmocka_unit_test_setup_teardown(a_volume_that_cannot_be_let_go_on_disk_stays, setup, teardown),

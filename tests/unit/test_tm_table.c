@@ -149,6 +149,40 @@ static void load_text(const char *text, struct tm_table *t)
   rmdir(dir);
 }
 
+/* Mount IDs loaded from the state file were made through an earlier run of the plugin, whose
+ * sshfs ended with it: a dockerd killed and restarted (or a reboot) leaves Docker's container dead
+ * and never unmounted, so such an ID would hold the volume for ever (seen on dockerd 20.10: after
+ * `kill -9` of dockerd and a restart, the container had exited and the ID stayed in usedBy). They
+ * are kept for Unmount and inspect, but do not hold the volume; a mount of this run does. */
+static void mount_ids_of_an_earlier_run_do_not_hold_the_volume(void **state)
+{
+  (void)state;
+  struct tm_table t;
+  load_text("{\"version\":1,\"volumes\":[{\"name\":\"vol\",\"created_at\":\"x\",\"options\":"
+            "{\"container\":\"c\",\"port\":\"1\"},\"mount_ids\":[\"old1\",\"old2\"]}]}",
+            &t);
+  struct tm_volume *v = tm_table_find(&t, "vol");
+  assert_non_null(v);
+  assert_int_equal(v->n_ids, 2);
+  assert_int_equal(tm_volume_held(v), 0);
+  assert_true(tm_volume_add_id(v, "new"));
+  assert_int_equal(tm_volume_held(v), 1);
+  assert_false(tm_volume_add_id(v, "new"));
+  assert_true(tm_volume_remove_id(v, "old1"));
+  assert_int_equal(v->n_earlier, 1);
+  assert_int_equal(tm_volume_held(v), 1);
+  /* Docker mounting an earlier ID again: now a mount of this run */
+  assert_false(tm_volume_add_id(v, "old2"));
+  assert_int_equal(v->n_ids, 2);
+  assert_int_equal(v->n_earlier, 0);
+  assert_int_equal(tm_volume_held(v), 2);
+  assert_true(tm_volume_remove_id(v, "new"));
+  assert_true(tm_volume_remove_id(v, "old2"));
+  assert_int_equal(tm_volume_held(v), 0);
+  assert_int_equal(v->n_ids, 0);
+  tm_table_clear(&t);
+}
+
 #define GOOD_ENTRY "{\"name\":\"good\",\"created_at\":\"x\",\"options\":{\"container\":\"c\",\"port\":\"1\"}}"
 
 /* Issue 13: one invalid entry threw the whole table away. Each entry is checked as a Create would
@@ -207,6 +241,7 @@ int main(void)
       cmocka_unit_test(a_missing_file_is_an_empty_table),
       cmocka_unit_test(a_damaged_file_is_moved_aside_not_fatal),
       cmocka_unit_test(a_tampered_entry_is_skipped_and_the_others_kept),
+      cmocka_unit_test(mount_ids_of_an_earlier_run_do_not_hold_the_volume),
       cmocka_unit_test(a_file_that_cannot_be_read_now_stays_and_is_an_error),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
