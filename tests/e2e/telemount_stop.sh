@@ -49,16 +49,20 @@ wait "$create" || rc=$?
 grep -q "the plugin is stopping" "$work/create.out" || fail "the Create in flight did not end with the stop: $(cat "$work/create.out")"
 pass "docker plugin disable -f ends a Create that hangs on a frozen server, with its error"
 
-# --- a Mount that waits for the server's greeting: after a plugin restart the export is started
-# again by the first Mount (a running container holds the volume, so Get does not probe)
+# --- a Mount that waits for the server's greeting: after its sshfs ended, the export is started
+# again by the next Mount (a container mounted the volume through this run of the plugin, so Get
+# does not probe the server)
 "$peer" thaw "$work/peer"
 with_deadline 30 docker plugin enable "$tm" >/dev/null || fail "the plugin did not enable again"
 docker volume create -d "$tm" -o host=127.0.0.1 -o port="$port" -o container=echo -o dir=config "$vol" >/dev/null
 holder=$(e2e_name holder)
 docker run -d --name "$holder" -v "$vol:/c" "$image" sleep 600 >/dev/null
 on_exit docker rm -f "$holder"
-with_deadline 30 docker plugin disable -f "$tm" >/dev/null
-with_deadline 30 docker plugin enable "$tm" >/dev/null || fail "the plugin did not enable again"
+pkill -KILL -f -- "sshfs .*directport=$port " || fail "no sshfs runs for port $port"
+for _ in $(seq 100); do # until the plugin has seen its sshfs end
+  [ "$(docker volume inspect -f '{{.Status.state}}' "$vol")" != mounted ] && break
+  sleep 0.1
+done
 "$peer" freeze "$work/peer"
 with_deadline 120 docker run --rm -v "$vol:/c" "$image" cat /c/app.conf >"$work/run.out" 2>&1 &
 run=$!
