@@ -13,6 +13,8 @@
 #   plugin_file NAME PATH           print the host path of PATH inside the plugin's rootfs
 #   plugin_socket NAME SOCKNAME     print /run/docker/plugins/<plugin ID>/<SOCKNAME>
 #   with_deadline SECONDS CMD...    run CMD (an external command, not a function) under timeout
+#   file_manifest DIR               print a sorted sha256sum line for every file below DIR: two
+#                                   equal manifests mean nothing below DIR changed
 #   http_get ADDRESS                GET / on port 80 with nc (pass into containers with declare -f)
 #   remove_network NET              disconnect what is attached and remove NET, if it exists
 #   daemon_peer_start CTR STATE [OPTION...]  the Teleroute daemon peer in container CTR's network
@@ -103,6 +105,11 @@ plugin_socket() {
   local id
   id=$(docker plugin inspect -f '{{.Id}}' "$1") || fail "docker plugin inspect $1 failed"
   printf '/run/docker/plugins/%s/%s\n' "$id" "$2"
+}
+
+file_manifest() {
+  (($# == 1)) || fail "usage: file_manifest DIR"
+  (cd "$1" && find . -type f -exec sha256sum {} + | sort)
 }
 
 with_deadline() {

@@ -30,7 +30,7 @@ on_exit rm -rf "$work"
 mkdir -p "$work/export/echo/config"
 echo "token-$$" >"$work/export/echo/config/token"
 chmod -R a+rwX "$work/export"
-manifest() { (cd "$work/export" && find . -type f -exec sha256sum {} + | sort); }
+manifest() { file_manifest "$work/export"; }
 before=$(manifest)
 start_peer() { mkdir -p "$work/$1" && "$peer" start "$work/export" "$work/$1"; }
 

@@ -26,7 +26,7 @@ secrets=$work/export/echo/var/run/secrets/kubernetes.io/serviceaccount
 mkdir -p "$secrets"
 echo "token-$$" >"$secrets/token"
 chmod -R a+rwX "$work/export"
-manifest() { (cd "$work/export" && find . -type f -exec sha256sum {} + | sort); }
+manifest() { file_manifest "$work/export"; }
 before=$(manifest)
 
 start_peer() { mkdir -p "$work/$1" && "$peer" start "$work/export" "$work/$1"; }

@@ -17,7 +17,7 @@ mkdir -p "$work/export/echo/config" "$work/export/echo/data"
 echo "greeting=hello" >"$work/export/echo/config/app.conf"
 echo fresh >"$work/export/echo/config/fresh.txt" # read first while the server is frozen: no cache has it
 chmod -R a+rwX "$work/export"
-manifest() { (cd "$work/export/echo" && find config -type f -exec sha256sum {} + | sort); }
+manifest() { file_manifest "$work/export/echo/config"; }
 before=$(manifest)
 
 tm=$(e2e_name telemount)
